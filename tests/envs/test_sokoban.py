@@ -274,7 +274,7 @@ def test_interface_prompts_and_privileged_text():
     prompt = agent.system_prompt(info)
     assert info["task"] in prompt and "Action: <up|down|left|right>" in prompt and "# wall" in prompt
     message = agent.observation_message("GRID", {"admissible_actions": ["up", "left"]})
-    assert message == "GRID\n\nAvailable actions: up, left"
+    assert message == "GRID\n\nAvailable actions: up, left\nReply with `Action: <move>`."
     assert agent.render_privileged({}) == ""
     text = agent.render_privileged({"expert_trace": ["up"], "expert_plan": ["up", "left"]})
     assert text == "Optimal remaining moves: up, left\nA full solution from the start: up"

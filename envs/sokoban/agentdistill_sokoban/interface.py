@@ -39,9 +39,12 @@ class SokobanInterface:
         )
 
     def observation_message(self, observation: str, info: Mapping[str, Any]) -> str:
-        """The user turn: the observation, then the moves that change the board."""
+        """The user turn: the observation, the moves that change the board, and a format reminder.
+
+        The reminder sits next to the question because small models follow the nearest instruction.
+        """
         actions = ", ".join(info["admissible_actions"]) or "none (every move is blocked)"
-        return f"{observation}\n\nAvailable actions: {actions}"
+        return f"{observation}\n\nAvailable actions: {actions}\nReply with `Action: <move>`."
 
     def parse_action(self, text: str) -> str | None:
         """The move in a model reply, or None (a parse failure, which the env counts as invalid).

@@ -1,0 +1,272 @@
+"""The one loop that drives text envs with a policy: B tasks × G samples in lockstep, one policy call per step.
+
+For every live episode the loop renders the student view (and, when PI kinds are requested for the teacher,
+the teacher view) from the episode's messages, asks the policy for all live episodes at once, parses each
+reply into an env action through the family's ``AgentInterface``, steps the env, and records one
+``TurnSample`` per assistant turn. The turn budget is enforced by the ``TurnLimit`` wrapper as truncation.
+
+Privileged information flows one way: env ``info["privileged"]`` → the teacher view's PI block, and → the
+policy only if the policy declares ``sees_privileged`` (scripted experts). Student messages are built from
+``public_info`` and never contain it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from tqdm.auto import tqdm
+
+from agentdistill import envs
+from agentdistill.envs import AgentInterface, public_info
+from agentdistill.policies.base import Completion, Policy, Prompt, sample_seed
+from agentdistill.types import Episode, Message, TurnSample, return_to_go
+from agentdistill.views import ViewSpec, end_of_turn_ids, encode, render_turn, window
+
+
+@dataclass(frozen=True)
+class RolloutMetrics:
+    """Aggregates over the episodes of one rollout. Rates are per turn unless named per episode."""
+
+    episodes: int
+    success_rate: float
+    """Fraction of episodes won."""
+    mean_return: float
+    mean_turns: float
+    invalid_action_rate: float
+    """Turns whose reply did not parse or whose action the env rejected."""
+    format_error_rate: float
+    """Turns whose reply did not parse into an action."""
+    truncation_rate: float
+    """Fraction of episodes cut by the turn budget."""
+    tokens_generated: int
+    wall_time_s: float
+    tokens_per_s: float
+    errors: int
+    """Episodes stopped by a recorded env error."""
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    episodes: list[Episode]
+    metrics: RolloutMetrics
+
+
+@dataclass
+class _Live:
+    """Mutable per-episode state while the loop runs (private to this module)."""
+
+    env: Any
+    seed: int
+    sample: int
+    info: dict[str, Any]
+    messages: list[Message]
+    turns: list[dict[str, Any]] = field(default_factory=list)
+    final_observation: str = ""
+    done: bool = False
+    error: str | None = None
+    terminated: bool = False
+    truncated: bool = False
+
+
+def rollout(
+    env_id: str,
+    policy: Policy,
+    *,
+    seeds: Sequence[int],
+    group_size: int = 1,
+    interface: AgentInterface | None = None,
+    tokenizer: Any = None,
+    teacher_privileged: Sequence[str] = (),
+    view: ViewSpec = ViewSpec(),
+    max_turns: int | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    run_seed: int = 0,
+    max_batch: int | None = None,
+    progress: bool = True,
+    on_error: Literal["record", "raise"] = "record",
+) -> RolloutResult:
+    """Roll out ``policy`` on ``len(seeds) × group_size`` episodes of ``env_id``.
+
+    Args:
+        env_id: a registered agentdistill env id.
+        policy: answers batches of prompts (``HFPolicy``, ``ExpertPolicy``, ...).
+        seeds: env reset seeds, one task each; the G samples of a task share its seed and group id.
+        group_size: samples per task (G).
+        interface: how replies and observations become text; default: the env family's own.
+        tokenizer: renders prompts to token ids (required by token-level policies, and for TurnSample ids).
+        teacher_privileged: PI kinds rendered into a teacher view of every turn.
+        view: history window and PI placement.
+        max_turns: turn budget (truncation); None uses the env's default.
+        env_kwargs: the env constructor's own knobs.
+        run_seed: mixed into every prompt's sampling seed.
+        max_batch: most episodes per policy call; None puts every live episode in one call.
+        progress: show a progress bar.
+        on_error: "record" stores an env exception on its episode (``Episode.error``) and goes on;
+            "raise" re-raises it.
+    """
+    interface = interface or envs.default_interface(env_id)
+    kinds = sorted(set(teacher_privileged) | set(policy.needs_privileged))
+    eot = end_of_turn_ids(tokenizer)[:1] if tokenizer is not None else ()
+    start = time.perf_counter()
+    live = []
+    for seed in seeds:
+        for sample in range(group_size):
+            env = envs.make(env_id, privileged=kinds, max_turns=max_turns, **dict(env_kwargs or {}))
+            obs, info = env.reset(seed=seed)
+            first = public_info(info)
+            messages = [
+                Message("system", interface.system_prompt(first)),
+                Message("user", interface.observation_message(obs, first)),
+            ]
+            live.append(_Live(env=env, seed=seed, sample=sample, info=info, messages=messages))
+    episodes_all = list(live)
+    bar = tqdm(total=len(live), desc=f"rollout {policy.name}", unit="ep", disable=not progress)
+    tokens_generated = 0
+    while live:
+        for chunk_start in range(0, len(live), max_batch or len(live)):
+            chunk = live[chunk_start : chunk_start + (max_batch or len(live))]
+            built = [_prompt(ep, policy, interface, tokenizer, teacher_privileged, view, run_seed) for ep in chunk]
+            prompts, teacher_ids = zip(*built)
+            completions = policy.act(list(prompts))
+            if len(completions) != len(chunk):
+                raise RuntimeError(f"{policy.name} returned {len(completions)} completions for {len(chunk)} prompts")
+            for ep, prompt, t_ids, comp in zip(chunk, prompts, teacher_ids, completions):
+                tokens_generated += len(comp.token_ids)
+                _step(ep, prompt, t_ids, comp, interface, tokenizer, eot, teacher_privileged, on_error)
+        finished = [ep for ep in live if ep.done]
+        live = [ep for ep in live if not ep.done]
+        bar.update(len(finished))
+        bar.set_postfix(live=len(live))
+    bar.close()
+    wall = time.perf_counter() - start
+    episodes = [_finish(ep, env_id, policy.name) for ep in episodes_all]
+    return RolloutResult(episodes=episodes, metrics=summarize(episodes, tokens_generated, wall))
+
+
+def _prompt(
+    ep: _Live,
+    policy: Policy,
+    interface: AgentInterface,
+    tokenizer: Any,
+    teacher_privileged: Sequence[str],
+    view: ViewSpec,
+    run_seed: int,
+) -> tuple[Prompt, tuple[int, ...] | None]:
+    student_messages = tuple(window(ep.messages, view.history_window))
+    student_ids, teacher_ids = None, None
+    if tokenizer is not None:
+        pi_text = None
+        if teacher_privileged:
+            pi = {k: ep.info["privileged"][k] for k in teacher_privileged}
+            pi_text = interface.render_privileged(pi)
+        views = render_turn(tokenizer, ep.messages, pi_text=pi_text, spec=view)
+        student_ids, teacher_ids = views.student_ids, views.teacher_ids
+    admissible = ep.info.get("admissible_actions")
+    prompt = Prompt(
+        messages=student_messages,
+        token_ids=student_ids,
+        sample_seed=sample_seed(run_seed, ep.seed, ep.sample, len(ep.turns)),
+        admissible_actions=tuple(admissible) if admissible is not None else None,
+        privileged=ep.info.get("privileged") if policy.sees_privileged else None,
+    )
+    return prompt, teacher_ids
+
+
+def _step(
+    ep: _Live,
+    prompt: Prompt,
+    teacher_ids: tuple[int, ...] | None,
+    comp: Completion,
+    interface: AgentInterface,
+    tokenizer: Any,
+    eot: tuple[int, ...],
+    teacher_privileged: Sequence[str],
+    on_error: str,
+) -> None:
+    action = interface.parse_action(comp.text)
+    try:
+        # An unparseable reply is still sent to the env, which answers with its documented invalid-action
+        # observation and reward: the agent sees why its turn was wasted.
+        obs, reward, terminated, truncated, info = ep.env.step(action if action is not None else comp.text)
+    except Exception as err:  # the rollout boundary: an env bug becomes a recorded value, not a lost run
+        if on_error == "raise":
+            raise
+        ep.error, ep.done = f"{type(err).__name__}: {err}", True
+        return
+    response_ids = comp.token_ids
+    if not response_ids and tokenizer is not None:
+        response_ids = encode(tokenizer, comp.text) + eot
+    pi = {k: ep.info["privileged"][k] for k in teacher_privileged} if teacher_privileged else None
+    ep.messages.append(Message("assistant", comp.text))
+    ep.turns.append(
+        dict(
+            turn=len(ep.turns),
+            message_index=len(ep.messages) - 1,
+            response_text=comp.text,
+            action=action,
+            reward=float(reward),
+            terminated=bool(terminated),
+            truncated=bool(truncated),
+            invalid_action=action is None or bool(info.get("invalid_action", False)),
+            student_prompt_ids=prompt.token_ids or (),
+            teacher_prompt_ids=teacher_ids,
+            response_ids=tuple(response_ids),
+            sampler_logprobs=comp.logprobs,
+            finish_reason=comp.finish_reason,
+            privileged=pi,
+        )
+    )
+    ep.info = info
+    ep.terminated, ep.truncated = bool(terminated), bool(truncated)
+    if terminated or truncated:
+        ep.final_observation, ep.done = obs, True
+    else:
+        ep.messages.append(Message("user", interface.observation_message(obs, public_info(info))))
+
+
+def _finish(ep: _Live, env_id: str, policy_name: str) -> Episode:
+    last_info = public_info(ep.info)
+    rtg = return_to_go([t["reward"] for t in ep.turns])
+    episode_id, group_id = f"seed{ep.seed}-g{ep.sample}", f"seed{ep.seed}"
+    common = dict(episode_id=episode_id, group_id=group_id, task_id=last_info["task_id"])
+    turns = tuple(TurnSample(**common, **t, return_to_go=g) for t, g in zip(ep.turns, rtg))
+    return Episode(
+        **common,
+        env_id=env_id,
+        task=last_info["task"],
+        seed=ep.seed,
+        messages=tuple(ep.messages),
+        turns=turns,
+        final_observation=ep.final_observation,
+        won=bool(last_info.get("won", last_info.get("success", False))),
+        terminated=ep.terminated,
+        truncated=ep.truncated,
+        policy=policy_name,
+        error=ep.error,
+    )
+
+
+def summarize(episodes: Sequence[Episode], tokens_generated: int, wall_time_s: float) -> RolloutMetrics:
+    """Aggregate metrics over finished episodes."""
+    n = max(len(episodes), 1)
+    turns = [t for ep in episodes for t in ep.turns]
+    n_turns = max(len(turns), 1)
+    return RolloutMetrics(
+        episodes=len(episodes),
+        success_rate=sum(ep.won for ep in episodes) / n,
+        mean_return=sum(ep.total_reward for ep in episodes) / n,
+        mean_turns=len(turns) / n,
+        invalid_action_rate=sum(t.invalid_action for t in turns) / n_turns,
+        format_error_rate=sum(t.action is None for t in turns) / n_turns,
+        truncation_rate=sum(ep.truncated for ep in episodes) / n,
+        tokens_generated=tokens_generated,
+        wall_time_s=wall_time_s,
+        tokens_per_s=tokens_generated / wall_time_s if wall_time_s > 0 else 0.0,
+        errors=sum(ep.error is not None for ep in episodes),
+    )
