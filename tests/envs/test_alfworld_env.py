@@ -129,3 +129,36 @@ def test_invalid_commands_are_nothing_happens_and_cost_a_step():
     env.step("look")
     *_, truncated, info = env.step("dance")
     assert truncated and not info["won"]
+
+
+def _full_bfs_length(engine: Engine, limit: int = 300_000) -> int | None:
+    """Shortest plan length by breadth-first search over EVERY admissible command (no pruning)."""
+    from collections import deque
+
+    start = engine.snapshot()
+    key = lambda facts: frozenset(f for f in facts if not f[0].startswith("not_") and f[0] != "checked")  # noqa: E731
+    frontier, seen = deque([(start, 0)]), {key(start)}
+    while frontier:
+        state, depth = frontier.popleft()
+        engine.restore(state)
+        for command in engine.admissible_commands:
+            engine.restore(state)
+            engine.step(command)
+            if engine.won:
+                return depth + 1
+            nxt = engine.snapshot()
+            if key(nxt) not in seen:
+                seen.add(key(nxt))
+                frontier.append((nxt, depth + 1))
+        assert len(seen) < limit, "state space too large for the brute-force check"
+    return None
+
+
+def test_planner_is_optimal_against_unpruned_search_on_small_games():
+    specs = split_games("valid_unseen", difficulty="small")
+    for spec in [s for s in specs if s.task_type != "pick_two_obj_and_place"][:8]:
+        game = make_game(spec)
+        engine = Engine(game.problem, game.goal_text)
+        engine.reset()
+        pruned = plan(engine)
+        assert pruned is not None and len(pruned) == _full_bfs_length(engine), spec.game_id

@@ -205,7 +205,8 @@ def check_goal_semantics(game: gen.Game) -> None:
 def _pinned_games() -> list[gen.Game]:
     games = []
     for split, step in (("train", 400), ("valid_seen", 40), ("valid_unseen", 30)):
-        for i, spec in enumerate(gen.split_games(split)[::step]):
+        by_seed = sorted(gen.split_games(split), key=lambda spec: spec.placement_seed)  # independent of order
+        for i, spec in enumerate(by_seed[::step]):
             games.append(gen.make_game(spec, difficulty=gen.DIFFICULTIES[i % 3]))
     return games
 

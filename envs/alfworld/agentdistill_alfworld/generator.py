@@ -514,8 +514,13 @@ def _task_type_names(task_types: Iterable[str | int] | None) -> set[str]:
 
 
 @functools.cache
+@functools.lru_cache(maxsize=None)
 def _split_specs(split: str) -> tuple[tuple[str, int, int], ...]:
-    """(task_type, layout_id, placement_seed) of every game of a split, in task-type order."""
+    """(task_type, layout_id, placement_seed) of every game of a split, in a fixed shuffled order.
+
+    The order is shuffled once (seeded) so that the first n games of a split mix all task types: a rollout
+    over env seeds 0..n-1 then samples the split, not just its first task type.
+    """
     out = []
     seed = _SPLIT_SEED_BASE[split]
     pool = _SPLIT_LAYOUTS[split]
@@ -525,13 +530,14 @@ def _split_specs(split: str) -> tuple[tuple[str, int, int], ...]:
             rng = random.Random(f"{_SEED_PREFIX}/split/{split}/{task_type}/{i}")
             out.append((task_type, rng.choice(layouts), seed))
             seed += 1
+    random.Random(f"{_SEED_PREFIX}/order/{split}").shuffle(out)
     return tuple(out)
 
 
 def split_games(
     split: str, *, task_types: Iterable[str | int] | None = None, difficulty: str = "full"
 ) -> list[GameSpec]:
-    """The games of a split as cheap specs (ids, layouts, seeds), in task-type order.
+    """The games of a split as cheap specs (ids, layouts, seeds), in the split's fixed shuffled order.
 
     ``task_types`` keeps only games of those types (names or ids 1..6); the kept games are the same ones, with
     the same ids and seeds, as in the unfiltered split.
