@@ -11,18 +11,11 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from .engine import Engine
+from .generator import TASK_TYPES
 from .pddl import read_game_file
 from .planner import plan
 
 ENV_ID = "agentdistill/ALFWorld-v0"
-TASK_TYPES = {
-    1: "pick_and_place_simple",
-    2: "look_at_obj_in_light",
-    3: "pick_clean_then_place_in_recep",
-    4: "pick_heat_then_place_in_recep",
-    5: "pick_cool_then_place_in_recep",
-    6: "pick_two_obj_and_place",
-}
 WIN_REWARD = 1.0
 CHARSET = "".join(chr(code) for code in range(32, 127)) + "\n"
 BACKENDS = ("native", "textworld")
