@@ -23,7 +23,7 @@ from agentdistill import envs
 from agentdistill.envs import AgentInterface, public_info
 from agentdistill.policies.base import Completion, Policy, Prompt, sample_seed
 from agentdistill.types import Episode, Message, TurnSample, return_to_go
-from agentdistill.views import ViewSpec, end_of_turn_ids, encode, render_turn, window
+from agentdistill.views import ViewSpec, end_of_turn_ids, encode, render_turn, window, with_pi
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ def rollout(
     max_batch: int | None = None,
     progress: bool = True,
     on_error: Literal["record", "raise"] = "record",
+    act_on: Literal["student", "teacher"] = "student",
 ) -> RolloutResult:
     """Roll out ``policy`` on ``len(seeds) × group_size`` episodes of ``env_id``.
 
@@ -109,7 +110,15 @@ def rollout(
         progress: show a progress bar.
         on_error: "record" stores an env exception on its episode (``Episode.error``) and goes on;
             "raise" re-raises it.
+        act_on: which view the policy samples from. "student" (default) for everything that trains or
+            evaluates the student; "teacher" for π-Distill, whose rollouts come from the PI-conditioned view
+            of the same model. Either way the TurnSamples keep both views' ids, and the student view never
+            contains PI.
     """
+    if act_on not in ("student", "teacher"):
+        raise ValueError(f"act_on must be 'student' or 'teacher', got {act_on!r}")
+    if act_on == "teacher" and (tokenizer is None or not teacher_privileged):
+        raise ValueError("act_on='teacher' needs a tokenizer and teacher_privileged=[...] to render the teacher view")
     interface = interface or envs.default_interface(env_id)
     kinds = sorted(set(teacher_privileged) | set(policy.needs_privileged))
     eot = end_of_turn_ids(tokenizer)[:1] if tokenizer is not None else ()
@@ -131,21 +140,23 @@ def rollout(
     while live:
         for chunk_start in range(0, len(live), max_batch or len(live)):
             chunk = live[chunk_start : chunk_start + (max_batch or len(live))]
-            built = [_prompt(ep, policy, interface, tokenizer, teacher_privileged, view, run_seed) for ep in chunk]
-            prompts, teacher_ids = zip(*built)
+            built = [
+                _prompt(ep, policy, interface, tokenizer, teacher_privileged, view, run_seed, act_on) for ep in chunk
+            ]
+            prompts, student_ids, teacher_ids = zip(*built)
             completions = policy.act(list(prompts))
             if len(completions) != len(chunk):
                 raise RuntimeError(f"{policy.name} returned {len(completions)} completions for {len(chunk)} prompts")
-            for ep, prompt, t_ids, comp in zip(chunk, prompts, teacher_ids, completions):
+            for ep, s_ids, t_ids, comp in zip(chunk, student_ids, teacher_ids, completions):
                 tokens_generated += len(comp.token_ids)
-                _step(ep, prompt, t_ids, comp, interface, tokenizer, eot, teacher_privileged, on_error)
+                _step(ep, s_ids, t_ids, comp, interface, tokenizer, eot, teacher_privileged, on_error)
         finished = [ep for ep in live if ep.done]
         live = [ep for ep in live if not ep.done]
         bar.update(len(finished))
         bar.set_postfix(live=len(live))
     bar.close()
     wall = time.perf_counter() - start
-    episodes = [_finish(ep, env_id, policy.name) for ep in episodes_all]
+    episodes = [_finish(ep, env_id, policy.name, act_on) for ep in episodes_all]
     return RolloutResult(episodes=episodes, metrics=summarize(episodes, tokens_generated, wall))
 
 
@@ -157,8 +168,9 @@ def _prompt(
     teacher_privileged: Sequence[str],
     view: ViewSpec,
     run_seed: int,
-) -> tuple[Prompt, tuple[int, ...] | None]:
-    student_messages = tuple(window(ep.messages, view.history_window))
+    act_on: str,
+) -> tuple[Prompt, tuple[int, ...] | None, tuple[int, ...] | None]:
+    messages = tuple(window(ep.messages, view.history_window))
     student_ids, teacher_ids = None, None
     if tokenizer is not None:
         pi_text = None
@@ -167,20 +179,22 @@ def _prompt(
             pi_text = interface.render_privileged(pi)
         views = render_turn(tokenizer, ep.messages, pi_text=pi_text, spec=view)
         student_ids, teacher_ids = views.student_ids, views.teacher_ids
+        if act_on == "teacher":
+            messages = tuple(with_pi(messages, pi_text, view))
     admissible = ep.info.get("admissible_actions")
     prompt = Prompt(
-        messages=student_messages,
-        token_ids=student_ids,
+        messages=messages,
+        token_ids=teacher_ids if act_on == "teacher" else student_ids,
         sample_seed=sample_seed(run_seed, ep.seed, ep.sample, len(ep.turns)),
         admissible_actions=tuple(admissible) if admissible is not None else None,
         privileged=ep.info.get("privileged") if policy.sees_privileged else None,
     )
-    return prompt, teacher_ids
+    return prompt, student_ids, teacher_ids
 
 
 def _step(
     ep: _Live,
-    prompt: Prompt,
+    student_ids: tuple[int, ...] | None,
     teacher_ids: tuple[int, ...] | None,
     comp: Completion,
     interface: AgentInterface,
@@ -214,7 +228,7 @@ def _step(
             terminated=bool(terminated),
             truncated=bool(truncated),
             invalid_action=action is None or bool(info.get("invalid_action", False)),
-            student_prompt_ids=prompt.token_ids or (),
+            student_prompt_ids=student_ids or (),
             teacher_prompt_ids=teacher_ids,
             response_ids=tuple(response_ids),
             sampler_logprobs=comp.logprobs,
@@ -230,7 +244,7 @@ def _step(
         ep.messages.append(Message("user", interface.observation_message(obs, public_info(info))))
 
 
-def _finish(ep: _Live, env_id: str, policy_name: str) -> Episode:
+def _finish(ep: _Live, env_id: str, policy_name: str, act_on: str) -> Episode:
     last_info = public_info(ep.info)
     rtg = return_to_go([t["reward"] for t in ep.turns])
     episode_id, group_id = f"seed{ep.seed}-g{ep.sample}", f"seed{ep.seed}"
@@ -249,6 +263,7 @@ def _finish(ep: _Live, env_id: str, policy_name: str) -> Episode:
         truncated=ep.truncated,
         policy=policy_name,
         error=ep.error,
+        metadata={"act_on": act_on},
     )
 
 

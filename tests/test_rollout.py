@@ -129,3 +129,32 @@ def _sokoban_interface():
     from agentdistill.envs import default_interface
 
     return default_interface(SOKOBAN)
+
+
+class RecordingTokenPolicy(RecordingPolicy):
+    """Like RecordingPolicy, for checking which ids a token-level policy is handed."""
+
+
+def test_acting_on_the_teacher_view_keeps_the_student_view_clean(tiny, toy_interface):
+    model, tok = tiny
+    recorder = RecordingTokenPolicy()
+    result = rollout(TOY_ID, recorder, seeds=[0], interface=toy_interface, tokenizer=tok,
+                     teacher_privileged=["secret"], act_on="teacher", progress=False)
+    turns = result.episodes[0].turns
+    assert [p.token_ids for p in recorder.seen] == [t.teacher_prompt_ids for t in turns]
+    assert all(CANARY in tok.decode(p.token_ids) for p in recorder.seen)
+    assert all(CANARY not in tok.decode(t.student_prompt_ids) for t in turns)
+    assert all(CANARY not in m.content for m in result.episodes[0].messages)
+    assert result.episodes[0].metadata == {"act_on": "teacher"}
+    # the sampler's log-probs are those of the teacher view
+    from agentdistill.scoring import score
+
+    sampled = rollout(TOY_ID, HFPolicy(model, tok, temperature=1.0, max_new_tokens=5), seeds=[1],
+                      interface=toy_interface, tokenizer=tok, teacher_privileged=["secret"], act_on="teacher",
+                      max_turns=2, progress=False).episodes[0].turns
+    scored = score(model, [t.teacher_prompt_ids for t in sampled], [t.response_ids for t in sampled])
+    for row, turn in enumerate(sampled):
+        got = scored.logprobs_BT[row, : len(turn.response_ids)]
+        torch.testing.assert_close(got, torch.tensor(turn.sampler_logprobs), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="act_on='teacher' needs"):
+        rollout(TOY_ID, recorder, seeds=[0], interface=toy_interface, act_on="teacher", progress=False)
