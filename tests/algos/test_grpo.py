@@ -1,0 +1,112 @@
+"""GRPO on tiny Sokoban: smoke run, pinned first step, resume equivalence, advantages and truncation reward."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from agentdistill.algos import grpo
+from agentdistill.algos.common import read_metrics
+from agentdistill.algos.grpo import GRPOConfig, episode_advantages, episode_reward, select_groups, train
+from agentdistill.types import Episode
+
+SOKOBAN = "agentdistill/Sokoban-v0"
+
+# Recorded once with torch 2.13 CPU on the deterministic tiny-random model, with the response-dependent
+# reward below (the tiny model never wins, so Sokoban's own rewards are all equal within a group). The
+# first PPO epoch has ratio 1, so its loss is −Σ Â·n_tokens / N ≈ 0; the gradient norm is the real pin.
+PINNED_FIRST_LOSS = 4.470348358154297e-08
+PINNED_FIRST_GRAD_NORM = 1.5163310766220093
+TOLERANCE = 1e-4
+
+
+def _reward_from_ids(episode: Episode, truncation_reward: float | None) -> float:
+    """A deterministic reward that differs between samples of one task (sum of the first reply's ids mod 3)."""
+    return float(sum(episode.turns[0].response_ids) % 3)
+
+
+@pytest.fixture()
+def varied_reward(monkeypatch):
+    monkeypatch.setattr(grpo, "episode_reward", _reward_from_ids)
+
+
+def _cfg(tmp_path, name: str, **overrides) -> GRPOConfig:
+    base = GRPOConfig(model="tiny-random", env_id=SOKOBAN, num_tasks=4, tasks_per_step=2, group_size=2,
+                      max_turns=2, max_new_tokens=6, steps=2, lr=1e-3, max_tokens_per_microbatch=2000,
+                      seed=0, out_dir=str(tmp_path / name), checkpoint_every=2, device="cpu", dtype="float32")
+    return replace(base, **overrides)
+
+
+def _weights(run_dir, step: int) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / f"step_{step:06d}" / "model.pt", weights_only=True)
+
+
+def test_two_step_smoke_run_pins_the_first_step(tmp_path, varied_reward):
+    result = train(_cfg(tmp_path, "smoke"))
+    rows = read_metrics(result.run_dir)
+    assert result.final_step == 2 and [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["loss"] == pytest.approx(PINNED_FIRST_LOSS, abs=TOLERANCE)
+    assert rows[0]["grad_norm"] == pytest.approx(PINNED_FIRST_GRAD_NORM, abs=TOLERANCE)
+    for key in ("success_rate", "mean_return", "clip_fraction", "entropy", "zero_adv_fraction", "tokens_per_s"):
+        assert key in rows[0]
+    assert rows[0]["trained_turns"] > 0 and rows[0]["entropy"] > 0
+    assert (result.run_dir / "checkpoints" / "latest").read_text().strip() == "step_000002"
+    assert (result.run_dir / "run_info.json").exists()
+
+
+def test_env_rewards_of_the_tiny_model_give_zero_advantage_groups_that_are_dropped(tmp_path):
+    # Every episode is cut by the 2-turn budget without a win: truncation reward 0 for all → all groups
+    # zero-advantage → nothing trained, parameters unchanged.
+    result = train(_cfg(tmp_path, "zero", steps=1, checkpoint_every=1))
+    row = read_metrics(result.run_dir)[0]
+    assert row["zero_adv_fraction"] == 1.0 and row["trained_turns"] == 0 and row["loss"] == 0.0
+    assert row["mean_reward"] == 0.0 and row["mean_return"] < 0  # env return −0.2, replaced by 0
+
+
+def test_resume_reaches_the_same_state_as_a_straight_run(tmp_path, varied_reward):
+    straight = train(_cfg(tmp_path, "straight", steps=4))
+    assert train(_cfg(tmp_path, "resumed", steps=2)).final_step == 2
+    resumed = train(_cfg(tmp_path, "resumed", steps=4))  # a fresh call: resumes from step 2
+    assert resumed.final_step == 4
+    a, b = _weights(straight.run_dir, 4), _weights(resumed.run_dir, 4)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+    rows_a, rows_b = read_metrics(straight.run_dir), read_metrics(resumed.run_dir)
+    assert [r["step"] for r in rows_b] == [1, 2, 3, 4]
+    assert [r["grad_norm"] for r in rows_b] == pytest.approx([r["grad_norm"] for r in rows_a], abs=1e-6)
+
+
+def _episode(eid: str, gid: str, reward: float, *, won=False, truncated=False, terminated=False) -> Episode:
+    from agentdistill.types import TurnSample
+
+    turn = TurnSample(episode_id=eid, group_id=gid, task_id="t", turn=0, message_index=2, response_text="x",
+                      action=None, reward=reward, terminated=terminated, truncated=truncated,
+                      invalid_action=True)
+    return Episode(episode_id=eid, group_id=gid, task_id="t", env_id=SOKOBAN, task="t", seed=0, messages=(),
+                   turns=(turn,), final_observation="", won=won, terminated=terminated, truncated=truncated,
+                   policy="p", error=None, metadata={})
+
+
+def test_equal_reward_group_has_zero_advantage_and_is_dropped():
+    eps = [_episode("a0", "a", 1.0), _episode("a1", "a", 1.0), _episode("b0", "b", 1.0), _episode("b1", "b", 0.0)]
+    rewards = [episode_reward(ep, None) for ep in eps]
+    adv = episode_advantages(eps, rewards)
+    assert adv == {"a0": 0.0, "a1": 0.0, "b0": 0.5, "b1": -0.5}
+    kept, zero = select_groups(eps, adv, drop_zero=True)
+    assert [ep.episode_id for ep in kept] == ["b0", "b1"] and zero == 0.5
+    kept, zero = select_groups(eps, adv, drop_zero=False)
+    assert len(kept) == 4 and zero == 0.5
+    std = episode_advantages(eps, rewards, scale_by_std=True)
+    assert std["a0"] == 0.0 and std["b0"] == pytest.approx(0.5 / (0.5**0.5), rel=1e-4)
+
+
+def test_truncation_reward_applies_only_to_episodes_cut_without_a_win():
+    cut = _episode("c", "g", -0.3, truncated=True)
+    assert episode_reward(cut, 0.0) == 0.0
+    assert episode_reward(cut, -1.0) == -1.0
+    assert episode_reward(cut, None) == pytest.approx(-0.3)
+    assert episode_reward(_episode("w", "g", 1.0, won=True, truncated=True), 0.0) == 1.0
+    assert episode_reward(_episode("d", "g", -0.5, terminated=True), 0.0) == -0.5
