@@ -323,3 +323,35 @@ def plot_metrics(
     fig.savefig(out_png)
     plt.close(fig)
     return out_png
+
+
+# ---------------------------------------------------------------- rollout rounds (shared by the RL loops)
+
+
+def task_seeds(num_tasks: int, tasks_per_step: int, cursor: int, seed: int, env_seed_start: int) -> list[int]:
+    """Env reset seeds of one sampling round: positions ``cursor ..`` of a seeded stream over the tasks."""
+    return [env_seed_start + i for i in batch_indices(num_tasks, tasks_per_step, cursor, seed)]
+
+
+def rollout_seed(seed: int, step: int) -> int:
+    """The ``run_seed`` of the sampling round before optimiser step ``step + 1`` (fixed by seed and step)."""
+    return seed * 1_000_003 + step
+
+
+def sampler_logprobs_BT(samples, lp_BT: torch.Tensor) -> torch.Tensor:
+    """[B, T] each sample's ``sampler_logprobs`` (the current log-probs, detached, for a sample that has none)."""
+    old_BT = torch.zeros_like(lp_BT)
+    for b, s in enumerate(samples):
+        n = len(s.response_ids)
+        old_BT[b, :n] = (torch.tensor(s.sampler_logprobs, dtype=lp_BT.dtype, device=lp_BT.device)
+                         if s.sampler_logprobs is not None else lp_BT[b, :n].detach())
+    return old_BT
+
+
+def padded_BT(rows: Sequence[Sequence[float]], like_BT: torch.Tensor) -> torch.Tensor:
+    """Right-pad per-row values to ``like_BT``'s [B, T] shape (zeros), on its device, float32."""
+    out = torch.zeros(like_BT.shape, dtype=torch.float32, device=like_BT.device)
+    for b, r in enumerate(rows):
+        if r:
+            out[b, : len(r)] = torch.tensor(list(r), dtype=torch.float32)
+    return out

@@ -41,7 +41,9 @@ from agentdistill.algos.common import (
     RunResult,
     append_metrics,
     backward_microbatches,
-    batch_indices,
+    rollout_seed,
+    sampler_logprobs_BT,
+    task_seeds,
     latest_checkpoint,
     load_checkpoint,
     make_optimizer,
@@ -159,7 +161,7 @@ def train(cfg: GRPOConfig) -> RunResult:
     while step < cfg.steps:
         start = time.perf_counter()
         # ---- rollout: B tasks × G samples from the student (student view); sampling seeded by the step
-        seeds = [cfg.task_seed_start + i for i in batch_indices(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed)]
+        seeds = task_seeds(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed, cfg.task_seed_start)
         cursor += len(seeds)
         result = student_rollout(cfg, policy, tokenizer, seeds, step)
 
@@ -228,7 +230,7 @@ def student_rollout(cfg, policy: HFPolicy, tokenizer, seeds: Sequence[int], step
     so a task met again later is sampled afresh, and a resumed run samples what a straight run would."""
     return rollout(cfg.env_id, policy, seeds=seeds, group_size=cfg.group_size, tokenizer=tokenizer,
                    view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.max_turns,
-                   run_seed=cfg.seed * 1_000_003 + step, progress=False)
+                   run_seed=rollout_seed(cfg.seed, step), progress=False)
 
 
 def episode_reward(episode: Episode, truncation_reward: float | None) -> float:
@@ -311,11 +313,7 @@ def grpo_loss(
     scored = score(model, [s.student_prompt_ids for s in samples], [s.response_ids for s in samples],
                    temperature=temperature, entropy=entropy)
     lp_BT, mask_BT = scored.logprobs_BT, scored.mask_BT
-    old_BT = torch.zeros_like(lp_BT)
-    for b, s in enumerate(samples):
-        n = len(s.response_ids)
-        old_BT[b, :n] = (torch.tensor(s.sampler_logprobs, dtype=lp_BT.dtype, device=lp_BT.device)
-                         if s.sampler_logprobs is not None else lp_BT[b, :n].detach())
+    old_BT = sampler_logprobs_BT(samples, lp_BT)
     adv_BT = torch.tensor(advantages, dtype=lp_BT.dtype, device=lp_BT.device)[:, None].expand_as(lp_BT)
     loss_BT = ppo_clip(lp_BT, old_BT, adv_BT, mask_BT, clip_low=clip_low, clip_high=clip_high)
     if stats is not None:

@@ -42,7 +42,9 @@ from agentdistill.algos.common import (
     RunResult,
     append_metrics,
     backward_microbatches,
-    batch_indices,
+    rollout_seed,
+    sampler_logprobs_BT,
+    task_seeds,
     latest_checkpoint,
     load_checkpoint,
     make_optimizer,
@@ -175,11 +177,11 @@ def train(cfg: OPDConfig) -> RunResult:
     while step < cfg.steps:
         start = time.perf_counter()
         # ---- rollout: student view, sampling seeded by the step (a resumed run samples the same)
-        seeds = [cfg.task_seed_start + i for i in batch_indices(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed)]
+        seeds = task_seeds(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed, cfg.task_seed_start)
         cursor += len(seeds)
         result = rollout(cfg.env_id, policy, seeds=seeds, group_size=cfg.group_size, tokenizer=tokenizer,
                          view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.max_turns,
-                         run_seed=cfg.seed * 1_000_003 + step, progress=False)
+                         run_seed=rollout_seed(cfg.seed, step), progress=False)
         samples = [t for ep in result.episodes for t in ep.turns if t.response_ids]
 
         # ---- loss and update: teacher scores the student's prompts under no_grad, token mean over the step
@@ -281,20 +283,10 @@ def opd_loss(
         loss_BT = pg_reverse_kl(lp_BT, tea.logprobs_BT, mask_BT)
     else:
         adv_BT = reverse_kl_advantage(lp_BT.detach(), tea.logprobs_BT, mask_BT, discount=cfg.kl_discount)
-        old_BT = _sampler_logprobs(samples, lp_BT)
+        old_BT = sampler_logprobs_BT(samples, lp_BT)
         loss_BT = ppo_clip(lp_BT, old_BT, adv_BT, mask_BT, clip_low=cfg.clip_low, clip_high=cfg.clip_high)
     if stats is not None:
         with torch.no_grad():
             stats.tokens += int(mask_BT.sum())
             stats.k3 += float(k3(lp_BT.detach(), tea.logprobs_BT, mask_BT).sum())
     return reduce_loss(loss_BT, mask_BT, mode="token_mean", normalizer=normalizer)
-
-
-def _sampler_logprobs(samples: Sequence[TurnSample], lp_BT: torch.Tensor) -> torch.Tensor:
-    """[B, T] the sampler's log-probs (the current ones, detached, for a sample that has none)."""
-    old_BT = torch.zeros_like(lp_BT)
-    for b, s in enumerate(samples):
-        n = len(s.response_ids)
-        old_BT[b, :n] = (torch.tensor(s.sampler_logprobs, dtype=lp_BT.dtype, device=lp_BT.device)
-                         if s.sampler_logprobs is not None else lp_BT[b, :n].detach())
-    return old_BT

@@ -57,10 +57,12 @@ from typing import Literal
 import torch
 
 from agentdistill.algos.common import (
+    padded_BT,
+    rollout_seed,
+    task_seeds,
     RunResult,
     append_metrics,
     backward_microbatches,
-    batch_indices,
     latest_checkpoint,
     load_checkpoint,
     make_optimizer,
@@ -172,16 +174,6 @@ def score_temperature(temperature: float) -> float:
     return temperature if temperature > 0 else 1.0
 
 
-def task_seeds(num_tasks: int, tasks_per_step: int, cursor: int, seed: int, env_seed_start: int) -> list[int]:
-    """Env reset seeds of one sampling round: positions ``cursor ..`` of a seeded stream over the tasks."""
-    return [env_seed_start + i for i in batch_indices(num_tasks, tasks_per_step, cursor, seed)]
-
-
-def rollout_seed(seed: int, step: int) -> int:
-    """The ``run_seed`` of the sampling round before optimiser step ``step + 1`` (fixed by seed and step)."""
-    return seed * 1_000_003 + step
-
-
 def trainable_turns(episodes: Sequence[Episode]) -> list[tuple[int, TurnSample]]:
     """(episode index, turn) for every turn with token ids and sampler log-probs (errored episodes: none)."""
     out = []
@@ -194,15 +186,6 @@ def trainable_turns(episodes: Sequence[Episode]) -> list[tuple[int, TurnSample]]
                     raise ValueError(
                         f"turn {t.turn} of {t.episode_id!r} has no sampler log-probs for its ids")
                 out.append((e, t))
-    return out
-
-
-def padded_BT(rows: Sequence[Sequence[float]], like_BT: torch.Tensor) -> torch.Tensor:
-    """Right-pad per-row values to ``like_BT``'s [B, T] shape (zeros), on its device, float32."""
-    out = torch.zeros(like_BT.shape, dtype=torch.float32, device=like_BT.device)
-    for b, r in enumerate(rows):
-        if r:
-            out[b, : len(r)] = torch.tensor(list(r), dtype=torch.float32)
     return out
 
 

@@ -53,6 +53,9 @@ from pathlib import Path
 import torch
 
 from agentdistill.algos.common import (
+    padded_BT,
+    rollout_seed,
+    task_seeds,
     RunResult,
     append_metrics,
     backward_microbatches,
@@ -67,12 +70,9 @@ from agentdistill.algos.common import (
 )
 from agentdistill.algos.opsd import (
     episode_advantages,
-    padded_BT,
     rollout_metrics,
-    rollout_seed,
     score_temperature,
     sampler_and_other_logprobs,
-    task_seeds,
     trainable_turns,
     zero_advantage_groups,
 )
