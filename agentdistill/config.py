@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
 
 @dataclass
 class EnvConfig:
@@ -24,6 +26,12 @@ class EnvConfig:
     """The env constructor's own knobs, e.g. {dim_room: [6, 6], num_boxes: 1} for Sokoban."""
     teacher_privileged: List[str] = field(default_factory=list)
     """PI kinds rendered into a teacher view of every turn (stored as teacher_prompt_ids)."""
+    interface: Dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the env's default AgentInterface, e.g. {pi_format: next_k, k: 1} for ALFWorld."""
+    eval_kwargs: Dict[str, Any] = field(default_factory=dict)
+    """Env kwargs overridden for held-out evaluation, e.g. {split: valid_unseen} for ALFWorld."""
+    eval_seed_start: int = 1_000_000
+    """First env seed of the held-out tasks (disjoint from training seeds unless eval_kwargs picks a split)."""
 
 
 @dataclass
@@ -71,6 +79,78 @@ class RolloutJobConfig:
     """Where episodes, metrics and the resolved config are written."""
     progress: bool = True
     """Show progress bars."""
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation inside a training run (and `agentdistill eval`)."""
+
+    num_tasks: int = 8
+    """Held-out tasks per evaluation: env seeds env.eval_seed_start, ...; 0 turns evaluation off."""
+    every: int = 0
+    """Evaluate every this many optimiser steps; 0: only before the first and after the last step."""
+    before: bool = True
+    """Evaluate before the first step of a fresh run (the "before" row of the report)."""
+    teacher_view: bool = True
+    """Also evaluate the model acting on the PI view (when env.teacher_privileged is set)."""
+    temperature: float = 0.0
+    """Sampling temperature of evaluation rollouts; 0 is greedy."""
+    group_size: int = 1
+    """Samples per held-out task."""
+
+
+@dataclass
+class TrainConfig:
+    """The fields every training loop shares; each algorithm's config (``algos/<name>.py``) adds its own."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The student (and, for self-distillation, the teacher view's) weights."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """Training env; env.teacher_privileged are the PI kinds of the teacher view."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out evaluation."""
+    num_tasks: int = 64
+    """Training task pool: env seeds env_seed_start .. env_seed_start + num_tasks - 1."""
+    env_seed_start: int = 0
+    """First env seed of the training tasks."""
+    tasks_per_step: int = 8
+    """Tasks sampled per optimiser step (each rolled out group_size times)."""
+    group_size: int = 4
+    """Rollouts per task (the GRPO group)."""
+    history_window: Optional[int] = None
+    """Past exchanges kept in each prompt; null keeps the whole conversation."""
+    temperature: float = 1.0
+    """Sampling temperature of training rollouts; log-probs are scored at the same temperature."""
+    max_new_tokens: int = 128
+    """Token budget of each sampled reply."""
+    rollout_batch: int = 32
+    """Most prompts per generation batch."""
+    lr: float = 1e-6
+    """Peak AdamW learning rate."""
+    lr_schedule: str = "constant"
+    """constant, linear (decay to 0 at the last step) or cosine (to 0), each after warmup_steps."""
+    warmup_steps: int = 0
+    """Linear warm-up from 0 over this many steps."""
+    weight_decay: float = 0.0
+    """AdamW decoupled weight decay."""
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW betas."""
+    max_grad_norm: Optional[float] = 1.0
+    """Clip the global gradient norm to this; null does not clip."""
+    steps: int = 100
+    """Total optimiser steps; a resumed run continues up to this."""
+    seed: int = 0
+    """Seeds python, numpy, torch, the task order and all sampling."""
+    out_dir: str = "runs/train"
+    """Run directory: run_info.json, metrics.jsonl, eval.jsonl, checkpoints/, plots/."""
+    checkpoint_every: int = 50
+    """Save a checkpoint every this many steps (and always at the last step)."""
+    max_tokens_per_microbatch: Optional[int] = 8192
+    """Padded tokens (rows × longest row) per forward micro-batch; null: the whole step in one."""
+    tensorboard: bool = False
+    """Also write metrics as TensorBoard events under out_dir/tb (needs the tensorboard package)."""
+    progress: bool = True
+    """Show a progress bar over the steps."""
 
 
 def config_dir() -> Path:

@@ -106,13 +106,17 @@ def _check_known(env_id: str) -> None:
         )
 
 
-def default_interface(env_id: str) -> AgentInterface:
-    """The default ``AgentInterface`` the env's plugin ships for ``env_id``."""
+def default_interface(env_id: str, **kwargs: Any) -> AgentInterface:
+    """The default ``AgentInterface`` the env's plugin ships for ``env_id``, built with ``kwargs``
+    (e.g. ``pi_format="next_k", k=1`` for ALFWorld)."""
     _check_known(env_id)
     factory = _plugins().get(env_id)
     if factory is None:
         raise ValueError(f"{env_id} is registered with Gymnasium but no plugin ships an interface for it: pass one")
-    return factory()
+    try:
+        return factory(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"bad interface options {kwargs} for {env_id}: {e}") from None
 
 
 def make(

@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
+import resource
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from agentdistill.config import LR_SCHEDULES, TrainConfig
 from agentdistill.losses import normalizer_for
 from agentdistill.losses.reduce import ReduceMode
+from agentdistill.report import EVAL_FILE, METRICS_FILE, read_jsonl
 from agentdistill.types import TurnSample
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 _TMP_PREFIX = ".tmp-"
@@ -70,11 +74,11 @@ def seed_everything(seed: int) -> None:
 # ---------------------------------------------------------------- metrics
 
 
-def append_metrics(run_dir: str | os.PathLike, metrics: dict[str, float]) -> None:
-    """Append one JSON line to ``run_dir/metrics.jsonl`` and fsync it; ``metrics`` must hold a ``step``."""
+def append_metrics(run_dir: str | os.PathLike, metrics: dict[str, Any], name: str = METRICS_FILE) -> None:
+    """Append one JSON line to ``run_dir/name`` and fsync it; ``metrics`` must hold a ``step``."""
     if "step" not in metrics:
         raise ValueError(f"a metrics line needs a 'step' field, got keys {sorted(metrics)}")
-    path = Path(run_dir) / METRICS_FILE
+    path = Path(run_dir) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(metrics) + "\n")
@@ -83,29 +87,14 @@ def append_metrics(run_dir: str | os.PathLike, metrics: dict[str, float]) -> Non
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All lines of a metrics file (a partial last line, left by a killed writer, is skipped)."""
+    """All lines of a metrics file or a run directory's ``metrics.jsonl`` (a partial last line is skipped)."""
     path = Path(path)
-    if path.is_dir():
-        path = path / METRICS_FILE
-    if not path.exists():
-        return []
-    rows = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            if i == len(lines) - 1:  # no trailing newline: the writer died mid-line
-                break
-            raise ValueError(f"{path}:{i + 1} is not a JSON line; remove or repair it") from None
-    return rows
+    return read_jsonl(path / METRICS_FILE if path.is_dir() else path)
 
 
-def truncate_metrics(run_dir: str | os.PathLike, step: int) -> None:
-    """Keep only metric lines with ``step <= step`` (rewritten atomically); call on resume from ``step``."""
-    path = Path(run_dir) / METRICS_FILE
+def truncate_metrics(run_dir: str | os.PathLike, step: int, name: str = METRICS_FILE) -> None:
+    """Keep only lines of ``run_dir/name`` with ``step <= step`` (rewritten atomically); call on resume."""
+    path = Path(run_dir) / name
     if not path.exists():
         return
     kept = [row for row in read_metrics(path) if row["step"] <= step]
@@ -148,8 +137,12 @@ def save_checkpoint(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     extra: dict[str, Any],
+    modules: dict[str, torch.nn.Module] | None = None,
 ) -> Path:
     """Write ``checkpoints/step_{step:06d}/`` (model, optimiser, RNG states, ``extra`` as JSON) atomically.
+
+    ``modules`` are more weights to keep, each saved as ``<name>.pt`` (e.g. an EMA teacher's); read one
+    back with ``load_module_state``.
 
     Files go to a hidden temporary folder that is renamed into place once complete, then the ``latest``
     pointer is replaced; a crash at any point leaves the previous checkpoint as ``latest``. ``extra`` holds
@@ -165,6 +158,10 @@ def save_checkpoint(
     _fsync_save(model.state_dict(), tmp / "model.pt")
     _fsync_save(optimizer.state_dict(), tmp / "optimizer.pt")
     _fsync_save(_rng_state(), tmp / "rng.pt")
+    for name, module in (modules or {}).items():
+        if name in ("model", "optimizer", "rng"):
+            raise ValueError(f"checkpoint module name {name!r} is reserved")
+        _fsync_save(module.state_dict(), tmp / f"{name}.pt")
     (tmp / "extra.json").write_text(json.dumps({"step": step, **extra}, indent=2) + "\n")
     final = root / name
     if final.exists():  # a checkpoint of the same step from a run that was later truncated
@@ -206,6 +203,15 @@ def load_checkpoint(
     _set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=False))
     extra = json.loads((checkpoint / "extra.json").read_text())
     return int(extra.pop("step")), extra
+
+
+def load_module_state(checkpoint: Path | None, name: str, module: torch.nn.Module) -> bool:
+    """Load ``<name>.pt`` of ``checkpoint`` into ``module``; False (nothing loaded) when there is none."""
+    if checkpoint is None or not (checkpoint / f"{name}.pt").exists():
+        return False
+    device = next(module.parameters()).device
+    module.load_state_dict(torch.load(checkpoint / f"{name}.pt", map_location=device, weights_only=True))
+    return True
 
 
 # ---------------------------------------------------------------- optimiser and data
@@ -292,39 +298,6 @@ def backward_microbatches(
     return total
 
 
-# ---------------------------------------------------------------- plots
-
-
-def plot_metrics(
-    metrics_path: str | os.PathLike, out_png: str | os.PathLike, keys: Sequence[str]
-) -> Path | None:
-    """Plot ``keys`` of a metrics file against ``step``, one panel each, as a PNG.
-
-    Returns the PNG path, or None (with a logged warning) when matplotlib is not installed.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        logger.warning("matplotlib is not installed: no learning-curve plot written (pip install matplotlib)")
-        return None
-    rows = read_metrics(metrics_path)
-    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 2.5 * len(keys)), squeeze=False)
-    for ax, key in zip(axes[:, 0], keys):
-        points = [(r["step"], r[key]) for r in rows if key in r]
-        ax.plot([p[0] for p in points], [p[1] for p in points])
-        ax.set_ylabel(key)
-    axes[-1, 0].set_xlabel("step")
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png)
-    plt.close(fig)
-    return out_png
-
-
 # ---------------------------------------------------------------- rollout rounds (shared by the RL loops)
 
 
@@ -355,3 +328,247 @@ def padded_BT(rows: Sequence[Sequence[float]], like_BT: torch.Tensor) -> torch.T
         if r:
             out[b, : len(r)] = torch.tensor(list(r), dtype=torch.float32)
     return out
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of optimiser step ``step`` (1-based): linear warm-up, then constant/linear/cosine.
+
+    Stateless (a function of the step alone), so a resumed run follows the same schedule exactly.
+    """
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    if cfg.warmup_steps > 0 and step <= cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+    if cfg.lr_schedule == "linear":
+        return cfg.lr * (1.0 - progress)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# ---------------------------------------------------------------- the life of a run (set-up, step, end)
+
+
+@dataclass
+class Run:
+    """What ``start_run`` sets up for a training loop; the loop advances ``step`` itself."""
+
+    cfg: TrainConfig
+    run_dir: Path
+    model: torch.nn.Module
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    interface: Any
+    """The env's AgentInterface (``env.interface`` kwargs applied)."""
+    step: int
+    """Optimiser steps taken so far (restored on resume)."""
+    state: dict[str, Any]
+    """The loop's own resumable JSON state (data cursor, ...), restored from the checkpoint."""
+    resumed_from: Path | None = None
+    """The checkpoint folder this run resumed from (for ``load_module_state``), or None."""
+    step_started: float = 0.0
+    last_eval_step: int = -1
+    tb: Any = None
+
+
+def start_run(cfg: TrainConfig, *, state: dict[str, Any], model: torch.nn.Module | None = None,
+              tokenizer: Any = None) -> Run:
+    """Check ``cfg``, seed, load the model (unless given), build AdamW, resume from the latest checkpoint,
+    and evaluate the untrained model on held-out tasks (a fresh run with ``eval.before``).
+
+    ``state`` is the loop's initial resumable state; a checkpoint replaces it. Metric and evaluation lines
+    written after the checkpoint by a killed run are dropped, so each step is logged exactly once.
+    """
+    from agentdistill import envs
+    from agentdistill.models import load_model
+    from agentdistill.runs import write_run_info
+
+    _check_train_config(cfg)
+    run_dir = Path(cfg.out_dir)
+    write_run_info(run_dir, cfg)
+    seed_everything(cfg.seed)
+    if model is None:
+        model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
+    model.train()
+    optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+    interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
+    step = 0
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        step, state = load_checkpoint(checkpoint, model, optimizer)
+        logger.info("resumed from %s (step %d)", checkpoint, step)
+    truncate_metrics(run_dir, step)
+    truncate_metrics(run_dir, step, EVAL_FILE)
+    run = Run(cfg=cfg, run_dir=run_dir, model=model, tokenizer=tokenizer, optimizer=optimizer,
+              interface=interface, step=step, state=dict(state), resumed_from=checkpoint)
+    if cfg.tensorboard:
+        run.tb = _tensorboard_writer(run_dir)
+    if step == 0 and cfg.eval.before:
+        evaluate_run(run)
+    return run
+
+
+def _check_train_config(cfg: TrainConfig) -> None:
+    problems = []
+    if cfg.steps < 1:
+        problems.append(f"steps must be >= 1, got {cfg.steps}")
+    if cfg.checkpoint_every < 1:
+        problems.append(f"checkpoint_every must be >= 1, got {cfg.checkpoint_every}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        problems.append(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    if cfg.num_tasks < 1 or cfg.tasks_per_step < 1 or cfg.group_size < 1:
+        problems.append("num_tasks, tasks_per_step and group_size must be >= 1")
+    if cfg.eval.num_tasks < 0 or cfg.eval.every < 0:
+        problems.append("eval.num_tasks and eval.every must be >= 0")
+    if problems:
+        raise ValueError("bad training config: " + "; ".join(problems))
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ImportError("tensorboard=true needs the tensorboard package: pip install tensorboard "
+                          "(or set tensorboard=false; metrics.jsonl is always written)") from None
+    return SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=None)
+
+
+def start_step(run: Run) -> float:
+    """Begin optimiser step ``run.step + 1``: set its learning rate, start its clock; returns the lr."""
+    lr = lr_at(run.cfg, run.step + 1)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    run.step_started = time.perf_counter()
+    return lr
+
+
+def end_step(run: Run, metrics: dict[str, float], state: dict[str, Any],
+             modules: dict[str, torch.nn.Module] | None = None) -> dict[str, float]:
+    """Log step ``run.step`` (adding lr, wall time, tokens/s, peak memory), evaluate when due, then
+    checkpoint when due with the loop's ``state`` (and extra ``modules``, e.g. an EMA teacher). Returns the
+    logged row.
+
+    Order matters for resume: a crash after logging but before the checkpoint is undone by ``start_run``
+    (it truncates both logs to the checkpoint's step).
+    """
+    elapsed = time.perf_counter() - run.step_started
+    row = {"step": run.step, **metrics, "lr": run.optimizer.param_groups[0]["lr"], "step_time_s": elapsed}
+    if "tokens" in metrics:
+        row["tokens_per_s"] = metrics["tokens"] / elapsed if elapsed > 0 else 0.0
+    row.update(peak_memory_mb())
+    append_metrics(run.run_dir, row)
+    if run.tb is not None:
+        for key, value in row.items():
+            if key != "step" and isinstance(value, (int, float)):
+                run.tb.add_scalar(f"train/{key}", value, run.step)
+        run.tb.flush()
+    cfg = run.cfg
+    last = run.step >= cfg.steps
+    if last or (cfg.eval.every > 0 and run.step % cfg.eval.every == 0):
+        evaluate_run(run)
+    if last or run.step % cfg.checkpoint_every == 0:
+        save_checkpoint(run.run_dir, run.step, run.model, run.optimizer, state, modules)
+    return row
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak CUDA memory of this step (on CUDA) and the process's peak resident memory, in MiB."""
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
+    if torch.cuda.is_available():
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def evaluate_run(run: Run) -> list[dict[str, Any]]:
+    """Evaluate the current weights on held-out tasks (student view, and the teacher view when the env has
+    PI and ``eval.teacher_view``); append one ``eval.jsonl`` row per view. Sampling is seeded by the run's
+    seed only, so every evaluation sees the same tasks and the same random numbers."""
+    from agentdistill.eval import evaluate
+
+    cfg = run.cfg
+    if cfg.eval.num_tasks == 0 or run.last_eval_step == run.step:
+        return []
+    views = ["student"] + (["teacher"] if cfg.eval.teacher_view and cfg.env.teacher_privileged else [])
+    results = evaluate(run.model, run.tokenizer, cfg.env, cfg.eval, views=views,
+                       max_new_tokens=cfg.max_new_tokens, history_window=cfg.history_window,
+                       seed=cfg.seed, interface=run.interface, batch_size=cfg.rollout_batch)
+    rows = []
+    for r in results:
+        row = {"step": run.step, "view": r.view, **r.metrics}
+        append_metrics(run.run_dir, row, EVAL_FILE)
+        if run.tb is not None:
+            for key, value in r.metrics.items():
+                run.tb.add_scalar(f"eval_{r.view}/{key}", value, run.step)
+        rows.append(row)
+        logger.info("step %d held-out %s view: success %.3f", run.step, r.view, r.metrics["success_rate"])
+    run.last_eval_step = run.step
+    return rows
+
+
+def finish_run(run: Run, metrics: dict[str, float]) -> RunResult:
+    """Write the plots, close TensorBoard, and return the run's result."""
+    from agentdistill.report import write_plots
+
+    write_plots(run.run_dir)
+    if run.tb is not None:
+        run.tb.close()
+    return RunResult(final_step=run.step, metrics=metrics, run_dir=run.run_dir)
+
+
+# ---------------------------------------------------------------- sampling rounds
+
+
+def sampling_policy(run: Run, name: str):
+    """The model as a sampling policy at the training temperature and token budget."""
+    from agentdistill.policies.hf import HFPolicy
+
+    cfg = run.cfg
+    return HFPolicy(run.model, run.tokenizer, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                    batch_size=cfg.rollout_batch, name=name)
+
+
+def rollout_round(run: Run, policy, seeds: Sequence[int], *, privileged: Sequence[str] = (),
+                  act_on: str = "student"):
+    """Roll ``policy`` out on training tasks ``seeds`` × ``group_size``, seeded by (seed, step).
+
+    ``privileged`` PI kinds are rendered into each turn's teacher view; ``act_on="teacher"`` samples from
+    that view (π-Distill). The model is in eval mode while sampling.
+    """
+    from agentdistill.rollout import rollout
+    from agentdistill.views import ViewSpec
+
+    cfg = run.cfg
+    env_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.env.kwargs.items()}
+    run.model.eval()
+    try:
+        return rollout(cfg.env.id, policy, seeds=seeds, group_size=cfg.group_size, interface=run.interface,
+                       tokenizer=run.tokenizer, teacher_privileged=list(privileged),
+                       view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.env.max_turns,
+                       env_kwargs=env_kwargs, run_seed=rollout_seed(cfg.seed, run.step), progress=False,
+                       act_on=act_on)
+    finally:
+        run.model.train()
+
+
+def rollout_metrics(run: Run, result) -> dict[str, float]:
+    """Success, return, turns, invalid actions, PI-leak rate and token counts of one sampling round."""
+    from agentdistill.eval import pi_leak_rate
+
+    m = result.metrics
+    tokens = sum(len(t.student_prompt_ids) + len(t.response_ids) for ep in result.episodes for t in ep.turns)
+    return {"success_rate": m.success_rate, "mean_return": m.mean_return, "mean_turns": m.mean_turns,
+            "invalid_action_rate": m.invalid_action_rate, "truncation_rate": m.truncation_rate,
+            "episodes": len(result.episodes), "pi_leak_rate": pi_leak_rate(result.episodes, run.tokenizer),
+            "rollout_tokens_per_s": m.tokens_per_s, "tokens": tokens}
+
+
+def clip_gradients(model: torch.nn.Module, max_norm: float | None) -> torch.Tensor:
+    """Clip the global gradient norm to ``max_norm`` (None: no clipping); returns the norm before clipping."""
+    return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm is not None else float("inf"))

@@ -56,6 +56,7 @@ from typing import Literal
 
 import torch
 
+from agentdistill.report import plot_metrics
 from agentdistill.algos.common import (
     padded_BT,
     rollout_seed,
@@ -67,7 +68,6 @@ from agentdistill.algos.common import (
     load_checkpoint,
     make_optimizer,
     microbatches_by_tokens,
-    plot_metrics,
     save_checkpoint,
     seed_everything,
     truncate_metrics,

@@ -31,78 +31,78 @@ Paper vs released code (``Emilianopp/Privileged-Information-Distillation@6d60bfa
   gradient). α annealing and zero-advantage filtering are written from the paper's description (the code's
   keys for them are unused).
 - Rewards are the episode's total env reward (no cosine length penalty or leakage penalty, App. D.1/E.2).
-- One optimiser step per sampling round (the paper takes 2–3 PPO epochs), constant learning rate.
+- ``ppo_epochs`` gradient passes per sampling round (default 1; the paper takes 2–3); with more than one,
+  π^T_old stays the sampler's log-probs, as in the paper, so later passes are off-policy for both terms.
 
-Resume is exact: the task cursor is checkpointed and sampling seeds depend only on (seed, step).
+Resume is exact: the task cursor is checkpointed and sampling seeds depend only on (seed, step). Held-out
+success of the student view (and of the teacher view) is evaluated before training, every ``eval.every``
+steps and at the end (``eval.jsonl``, ``plots/eval.png``).
 
-Run from Python::
+Run from the command line (``configs/algo/pi_distill.yaml``)::
+
+    agentdistill train algo=pi_distill env=alfworld model=smollm2-135m-instruct steps=20
+
+or from Python::
 
     from agentdistill.algos.pi_distill import PiDistillConfig, train
-    result = train(PiDistillConfig(model="smollm2-135m-instruct", privileged=("expert_plan",), alpha=0.5,
-                                   steps=100, out_dir="runs/pi-distill-sokoban"))
+    from agentdistill.config import EnvConfig, ModelConfig
+    result = train(PiDistillConfig(model=ModelConfig("smollm2-135m-instruct"),
+                                   env=EnvConfig("agentdistill/Sokoban-v0", teacher_privileged=["expert_plan"]),
+                                   alpha=0.5, steps=100, out_dir="runs/pi-distill-sokoban"))
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 
 from agentdistill.algos.common import (
-    padded_BT,
-    rollout_seed,
-    task_seeds,
     RunResult,
-    append_metrics,
     backward_microbatches,
-    latest_checkpoint,
-    load_checkpoint,
-    make_optimizer,
+    clip_gradients,
+    end_step,
+    finish_run,
     microbatches_by_tokens,
-    plot_metrics,
-    save_checkpoint,
-    seed_everything,
-    truncate_metrics,
+    padded_BT,
+    rollout_metrics,
+    rollout_round,
+    sampling_policy,
+    start_run,
+    start_step,
+    task_seeds,
 )
 from agentdistill.algos.opsd import (
     episode_advantages,
-    rollout_metrics,
     score_temperature,
     sampler_and_other_logprobs,
     trainable_turns,
     zero_advantage_groups,
 )
+from agentdistill.config import TrainConfig
 from agentdistill.losses import is_clipped_student, ppo_clip, ppo_clipped, reduce_loss
-from agentdistill.models import load_model
-from agentdistill.policies.hf import HFPolicy
-from agentdistill.rollout import rollout
-from agentdistill.runs import write_run_info
 from agentdistill.scoring import score
 from agentdistill.teachers import make_teacher
 from agentdistill.types import TurnSample
-from agentdistill.views import ViewSpec
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PiDistillConfig:
-    """Everything one π-Distill run needs (plain values; the hydra schema wraps this later)."""
+@dataclass
+class PiDistillConfig(TrainConfig):
+    """π-Distill's own knobs; the shared ones (model, env, tasks, optimiser, eval, run) come from TrainConfig.
 
-    model: str = "tiny-random"
-    """Model spec for ``agentdistill.models.load_model`` (one set of weights for both views)."""
-    env_id: str = "agentdistill/Sokoban-v0"
-    """Env to roll out on."""
-    privileged: tuple[str, ...] = ("expert_plan",)
-    """PI kinds rendered into the teacher view (env ``info["privileged"]`` keys)."""
+    The PI kinds of the teacher view are ``env.teacher_privileged`` (required).
+    """
+
     alpha: float = 0.5
     """Weight of the teacher term: L = α·L_T + (1−α)·L_S (the final α when annealing)."""
-    alpha_start: float | None = None
-    """α at step 1 of a linear anneal to ``alpha``; None = no anneal."""
+    alpha_start: Optional[float] = None
+    """α at step 1 of a linear anneal to ``alpha``; null = no anneal."""
     alpha_anneal_steps: int = 0
     """Optimiser steps over which α goes linearly from ``alpha_start`` to ``alpha``."""
     beta: float = 0.25
@@ -113,44 +113,12 @@ class PiDistillConfig:
     """Both terms' ratios are clipped above at 1 + clip_high."""
     drop_zero_adv_groups: bool = True
     """Drop groups whose advantages are all zero before the update."""
-    num_tasks: int = 64
-    """Task pool: env seeds ``env_seed_start .. env_seed_start + num_tasks − 1``."""
-    env_seed_start: int = 0
-    """First env reset seed of the task pool."""
-    tasks_per_step: int = 8
-    """Tasks sampled per step (each rolled out ``group_size`` times)."""
-    group_size: int = 4
-    """Rollouts per task (the GRPO group)."""
-    max_turns: int | None = None
-    """Turn budget per episode; None uses the env's default."""
-    max_new_tokens: int = 128
-    """Token budget of each sampled reply."""
-    temperature: float = 1.0
-    """Sampling temperature (paper 0.75); log-probs are scored at the same temperature."""
-    history_window: int | None = None
-    """Past exchanges kept in each prompt; None keeps the whole conversation."""
+    ppo_epochs: int = 1
+    """Gradient steps per sampling round, each over the whole round (the paper takes 2–3)."""
     lr: float = 5e-6
-    """AdamW learning rate (constant)."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW betas."""
-    max_grad_norm: float | None = 1.0
-    """Clip the global gradient norm to this; None does not clip."""
-    steps: int = 100
-    """Total optimiser steps (one per sampling round); a resumed run continues up to this."""
-    max_tokens_per_microbatch: int | None = 8192
-    """Padded student-view tokens (rows × longest row) per micro-batch; None: the whole batch in one."""
-    seed: int = 0
-    """Seeds python, numpy, torch, the task order and the sampling."""
+    """Peak AdamW learning rate."""
     out_dir: str = "runs/pi_distill"
-    """Run directory: run_info.json, metrics.jsonl, checkpoints, plots."""
-    checkpoint_every: int = 50
-    """Save a checkpoint every this many steps (and always at the last step)."""
-    device: str | None = None
-    """"cuda", "cpu", ...; None picks CUDA when available."""
-    dtype: str | None = None
-    """Model dtype; None: float32 on CPU, bfloat16 on CUDA."""
+    """Run directory."""
 
 
 def alpha_at(cfg: PiDistillConfig, step: int) -> float:
@@ -220,47 +188,34 @@ def pi_distill_loss(
 
 def train(cfg: PiDistillConfig) -> RunResult:
     """Run (or resume) π-Distill as ``cfg`` says; returns the final step, the last metrics and the run dir."""
-    if not cfg.privileged:
-        raise ValueError("π-Distill needs privileged=(...) PI kinds: its rollouts come from the teacher view")
+    privileged = list(cfg.env.teacher_privileged)
+    if not privileged:
+        raise ValueError("π-Distill needs env.teacher_privileged=[...] PI kinds: its rollouts come from the "
+                         "teacher view")
     for name in ("alpha", "alpha_start"):
         value = getattr(cfg, name)
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
-    # ---- set-up: seed, model, optimiser, sampler (the teacher view of the same model)
-    run_dir = Path(cfg.out_dir)
-    write_run_info(run_dir, cfg)
-    seed_everything(cfg.seed)
-    model, tokenizer = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
-    model.train()
+    if cfg.ppo_epochs < 1:
+        raise ValueError(f"ppo_epochs must be >= 1, got {cfg.ppo_epochs}")
+    # ---- set-up: seed, model, optimiser, resume, evaluation before training; the sampler is the teacher view
+    run = start_run(cfg, state={"cursor": 0})
+    model = run.model
     current = make_teacher("current", model)  # no-grad scoring of the student view for the KL estimate
-    optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-    policy = HFPolicy(model, tokenizer, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                      name="pi-distill-teacher")
+    policy = sampling_policy(run, "pi-distill-teacher-view")
     temperature = score_temperature(cfg.temperature)
-    logger.info("π-Distill (α=%s, β=%s), %d steps, out_dir=%s", cfg.alpha, cfg.beta, cfg.steps, run_dir)
-
-    # ---- resume: weights, optimiser, RNG and task cursor; later metric lines go
-    step, cursor = 0, 0
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
-        step, extra = load_checkpoint(checkpoint, model, optimizer)
-        cursor = extra["cursor"]
-        logger.info("resumed from %s (step %d)", checkpoint, step)
-    truncate_metrics(run_dir, step)
+    logger.info("π-Distill (α=%s, β=%s) on %s, %d steps, out_dir=%s", cfg.alpha, cfg.beta, cfg.env.id,
+                cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    while step < cfg.steps:
-        start = time.perf_counter()
-        alpha = alpha_at(cfg, step + 1)
+    for _ in tqdm(range(run.step, cfg.steps), initial=run.step, total=cfg.steps, desc="π-Distill",
+                  disable=not cfg.progress):
+        start_step(run)
+        alpha = alpha_at(cfg, run.step + 1)
         # ---- sample from the teacher view (with PI); both views' ids are kept
+        cursor = run.state["cursor"]
         seeds = task_seeds(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed, cfg.env_seed_start)
-        cursor += cfg.tasks_per_step
-        model.eval()
-        result = rollout(cfg.env_id, policy, seeds=seeds, group_size=cfg.group_size, tokenizer=tokenizer,
-                         teacher_privileged=cfg.privileged, view=ViewSpec(history_window=cfg.history_window),
-                         max_turns=cfg.max_turns, run_seed=rollout_seed(cfg.seed, step), progress=False,
-                         act_on="teacher")
-        model.train()
+        result = rollout_round(run, policy, seeds, privileged=privileged, act_on="teacher")
         episodes = result.episodes
         turns = trainable_turns(episodes)
 
@@ -279,55 +234,43 @@ def train(cfg: PiDistillConfig) -> RunResult:
         adv_of = {id(t): float(adv_E[e]) for e, t in kept}
         batch = [t for _, t in kept]
 
-        # ---- loss: α·teacher PPO + (1−α)·student IS-PPO, accumulated per micro-batch
-        micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
-        optimizer.zero_grad(set_to_none=True)
+        # ---- loss: α·teacher PPO + (1−α)·student IS-PPO, accumulated per micro-batch; ppo_epochs passes
         stats: dict[str, float] = {}
-        loss = backward_microbatches(
-            micro,
-            lambda mb, n: pi_distill_loss(model, mb, [adv_of[id(t)] for t in mb], alpha=alpha,
-                                          temperature=temperature, clip_low=cfg.clip_low,
-                                          clip_high=cfg.clip_high, normalizer=n, stats=stats),
-            mode="token_mean")
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
-        if batch:
-            optimizer.step()
-        step += 1
+        losses, grad_norms = [], []
+        micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
+        for _ in range(cfg.ppo_epochs if batch else 0):
+            run.optimizer.zero_grad(set_to_none=True)
+            losses.append(backward_microbatches(
+                micro,
+                lambda mb, n: pi_distill_loss(model, mb, [adv_of[id(t)] for t in mb], alpha=alpha,
+                                              temperature=temperature, clip_low=cfg.clip_low,
+                                              clip_high=cfg.clip_high, normalizer=n, stats=stats),
+                mode="token_mean"))
+            grad_norms.append(float(clip_gradients(model, cfg.max_grad_norm)))
+            run.optimizer.step()
+        run.step += 1
+        run.state = {"cursor": cursor + cfg.tasks_per_step}
 
-        # ---- log, then checkpoint (a crash between the two is undone by truncate_metrics on resume)
-        elapsed = time.perf_counter() - start
-        n_tokens = sum(len(t.response_ids) for t in batch)
-        tokens = sum(len(t.teacher_prompt_ids) + len(t.student_prompt_ids) + len(t.response_ids)
-                     for t in batch)
-        metrics = {
-            "step": step,
-            **rollout_metrics(result, episodes),
+        # ---- log, evaluate, checkpoint
+        n_tokens = sum(len(t.response_ids) for t in batch) * max(len(losses), 1)
+        passes = max(len(losses), 1)
+        metrics = end_step(run, {
+            **rollout_metrics(run, result),
             "alpha": alpha,
             "mean_kl": float(kl_E.mean()) if len(episodes) else 0.0,
-            "zero_adv_frac": len(dropped) / max(n_groups, 1),
+            "zero_adv_fraction": len(dropped) / max(n_groups, 1),
             "mean_abs_adv": float(adv_E.abs().mean()) if len(episodes) else 0.0,
             "no_pi_turn_frac": sum(not has_pi(t) for t in batch) / max(len(batch), 1),
-            "loss": loss,
-            "loss_teacher": stats.get("loss_teacher", 0.0),
-            "loss_student": stats.get("loss_student", 0.0),
-            "teacher_term": stats.get("teacher_term", 0.0),
-            "student_term": stats.get("student_term", 0.0),
+            "loss": sum(losses) / passes,
+            "loss_teacher": stats.get("loss_teacher", 0.0) / passes,
+            "loss_student": stats.get("loss_student", 0.0) / passes,
+            "teacher_term": stats.get("teacher_term", 0.0) / passes,
+            "student_term": stats.get("student_term", 0.0) / passes,
             "teacher_clip_frac": stats.get("teacher_clipped", 0.0) / max(n_tokens, 1),
             "student_clip_frac": stats.get("student_clipped", 0.0) / max(n_tokens, 1),
-            "grad_norm": float(grad_norm),
-            "lr": optimizer.param_groups[0]["lr"],
-            "turns": len(batch),
-            "response_tokens": n_tokens,
+            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
+            "trained_turns": len(batch),
+            "response_tokens": sum(len(t.response_ids) for t in batch),
             "microbatches": len(micro),
-            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-        }
-        append_metrics(run_dir, metrics)
-        logger.info("step %d loss %.4f (teacher %.4f, student %.4f) α %.2f success %.2f", step, loss,
-                    metrics["loss_teacher"], metrics["loss_student"], alpha, metrics["success_rate"])
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(run_dir, step, model, optimizer, {"cursor": cursor})
-
-    plot_metrics(run_dir / "metrics.jsonl", run_dir / "plots" / "learning_curves.png",
-                 ["loss", "mean_kl", "success_rate", "alpha"])
-    return RunResult(final_step=step, metrics=metrics, run_dir=run_dir)
+        }, run.state)
+    return finish_run(run, metrics)

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from agentdistill.report import plot_metrics
 from agentdistill.algos.common import (
     RunResult,
     append_metrics,
@@ -42,7 +43,6 @@ from agentdistill.algos.common import (
     load_checkpoint,
     make_optimizer,
     microbatches_by_tokens,
-    plot_metrics,
     save_checkpoint,
     seed_everything,
     truncate_metrics,

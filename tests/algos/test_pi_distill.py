@@ -7,9 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-import agentdistill.algos.pi_distill as pi_distill
+import agentdistill.rollout
 from agentdistill.algos.common import read_metrics
 from agentdistill.algos.pi_distill import PiDistillConfig, alpha_at, pi_distill_loss, train
+from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.losses import is_clipped_student, ppo_clip, reduce_loss
 from agentdistill.models import load_model
 from agentdistill.policies.hf import HFPolicy
@@ -36,10 +37,11 @@ def _one_torch_thread():
 
 
 def _cfg(tmp_path, name: str, **overrides) -> PiDistillConfig:
-    base = PiDistillConfig(model="tiny-random", env_id=SOKOBAN, privileged=("expert_plan",), num_tasks=2,
-                           tasks_per_step=2, group_size=2, max_turns=2, max_new_tokens=6, steps=2, lr=1e-3,
-                           seed=0, max_tokens_per_microbatch=2000, out_dir=str(tmp_path / name),
-                           checkpoint_every=2, device="cpu", dtype="float32")
+    base = PiDistillConfig(model=ModelConfig("tiny-random", device="cpu", dtype="float32"),
+                           env=EnvConfig(SOKOBAN, max_turns=2, teacher_privileged=["expert_plan"]),
+                           eval=EvalConfig(num_tasks=0), num_tasks=2, tasks_per_step=2, group_size=2,
+                           max_new_tokens=6, steps=2, lr=1e-3, seed=0, max_tokens_per_microbatch=2000,
+                           out_dir=str(tmp_path / name), checkpoint_every=2, progress=False)
     return replace(base, **overrides)
 
 
@@ -68,9 +70,9 @@ def test_two_step_smoke_run_pins_the_first_step(tmp_path):
         if key != "loss":
             assert first[key] == pytest.approx(value, rel=RELATIVE), key
     for key in ("success_rate", "mean_return", "mean_kl", "teacher_clip_frac", "student_clip_frac",
-                "zero_adv_frac", "loss_teacher", "loss_student", "tokens_per_s", "alpha"):
+                "zero_adv_fraction", "loss_teacher", "loss_student", "tokens_per_s", "alpha", "pi_leak_rate", "peak_rss_mb", "lr"):
         assert key in first
-    assert first["alpha"] == 0.5 and first["turns"] > 0 and first["no_pi_turn_frac"] == 0.0
+    assert first["alpha"] == 0.5 and first["trained_turns"] > 0 and first["no_pi_turn_frac"] == 0.0
     assert first["loss"] == pytest.approx(first["loss_teacher"] + first["loss_student"], abs=1e-9)
 
 
@@ -153,7 +155,7 @@ def test_rollouts_come_from_the_teacher_view_and_alpha_one_drops_the_student_ter
         calls.append((kwargs, result))
         return result
 
-    monkeypatch.setattr(pi_distill, "rollout", recording_rollout)
+    monkeypatch.setattr(agentdistill.rollout, "rollout", recording_rollout)
     run = train(_cfg(tmp_path, "sampled", steps=1, alpha=1.0))
     only_teacher = read_metrics(run.run_dir)[0]  # α = 1: the student term is computed but weighs nothing
     assert only_teacher["loss_student"] == 0.0 and only_teacher["loss"] == only_teacher["loss_teacher"]
