@@ -1,24 +1,33 @@
 """The ``agentdistill`` command line: ``agentdistill <command> [hydra overrides]``.
 
 Commands:
+    train     train a model: ``agentdistill train algo=pi_distill env=alfworld model=smollm2-135m-instruct``
+              (algo: sft, grpo, opd, opsd, pi_distill); evaluates on held-out tasks before, during and after,
+              writes metrics.jsonl, eval.jsonl, checkpoints and plots; rerun the same command with
+              ``hydra.run.dir=<run dir>`` to resume.
+    eval      evaluate a model or a training run's weights on held-out tasks, student and teacher view:
+              ``agentdistill eval env=alfworld checkpoint=runs/train/pi_distill/<time>``
+    report    ``agentdistill report RUN_DIR``: the evaluation table, before → after, and the plots.
     rollout   roll out policies (the model, the env's expert, random) on the same tasks; print a metrics
               table; save episodes. Example:
               ``agentdistill rollout env=sokoban model=smollm2-135m-instruct policies=[hf,expert] n=8``
     envs      list the registered environment ids.
 
-Each command's options are Hydra overrides of its config (``agentdistill rollout --cfg job`` prints it).
-``@hydra.main`` lives only here; below it everything takes plain dataclasses.
+Each command's options (except report's) are Hydra overrides of its config (``agentdistill train --cfg job``
+prints it; presets live in ``configs/``). ``@hydra.main`` lives only here; below it everything takes plain
+dataclasses.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agentdistill import envs
-from agentdistill.config import RolloutJobConfig, config_dir, register_configs
+from agentdistill.config import EvalJobConfig, RolloutJobConfig, config_dir, register_configs
 
 POLICIES = ("hf", "expert", "random")
 
@@ -116,12 +125,65 @@ def _fmt(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
+def train_command(cfg) -> dict:
+    """Train with the algorithm whose config ``cfg`` is; print the held-out table and before → after."""
+    from agentdistill.algos import algorithm, algorithm_of
+    from agentdistill.report import print_report
+
+    name = algorithm_of(cfg)
+    _, train = algorithm(name)
+    result = train(cfg)
+    print(f"{name}: {result.final_step} steps in {result.run_dir}")
+    summary = print_report(result.run_dir)
+    return summary
+
+
+def eval_command(cfg: EvalJobConfig) -> dict[str, dict[str, float]]:
+    """Evaluate ``cfg.model`` (with ``cfg.checkpoint``'s weights) on held-out tasks from each view."""
+    from agentdistill.eval import evaluate
+    from agentdistill.models import load_model
+    from agentdistill.runs import write_run_info
+    from agentdistill.types import save_episodes
+
+    out = Path(cfg.out_dir)
+    write_run_info(out, cfg)
+    model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
+    if cfg.checkpoint:
+        from agentdistill.algos.common import load_weights
+
+        print(f"weights: {load_weights(model, cfg.checkpoint)}")
+    results = evaluate(model, tokenizer, cfg.env, cfg.eval, views=cfg.views, max_new_tokens=cfg.max_new_tokens,
+                       history_window=cfg.history_window, seed=cfg.seed)
+    table = {}
+    for r in results:
+        save_episodes(out / r.view / "episodes.jsonl", r.episodes)
+        table[f"{r.view} view"] = r.metrics
+    (out / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
+    print_metrics_table(
+        {k: {**m, "tokens_per_s": m["tokens_generated"] / max(m["wall_time_s"], 1e-9), "errors": 0}
+         for k, m in table.items()},
+        title=f"{cfg.env.id} held-out: {cfg.eval.num_tasks} tasks × {cfg.eval.group_size} samples")
+    print(f"episodes and metrics saved under {out}")
+    return table
+
+
+def report_command(argv: Sequence[str]) -> None:
+    from agentdistill.report import print_report
+
+    if len(argv) != 1 or argv[0].startswith("-"):
+        raise SystemExit("usage: agentdistill report RUN_DIR   (a training run directory)")
+    try:
+        print_report(argv[0])
+    except FileNotFoundError as e:
+        raise SystemExit(f"agentdistill report: {e}") from None
+
+
 def envs_command(argv: Sequence[str]) -> None:
     for env_id in envs.registered_env_ids():
         print(env_id)
 
 
-COMMANDS: dict[str, tuple[type, Callable]] = {"rollout": (RolloutJobConfig, rollout_command)}
+COMMANDS: dict[str, Callable] = {"rollout": rollout_command, "train": train_command, "eval": eval_command}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -133,9 +195,51 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "envs":
         envs_command(overrides)
         return
+    if command == "report":
+        report_command(overrides)
+        return
     if command not in COMMANDS:
-        raise SystemExit(f"agentdistill: unknown command {command!r}; commands: envs, {', '.join(COMMANDS)}")
+        raise SystemExit(f"agentdistill: unknown command {command!r}; commands: envs, report, "
+                         f"{', '.join(COMMANDS)}")
     _run_hydra(command, overrides)
+
+
+def check_overrides(command: str, overrides: Sequence[str]) -> None:
+    """Compose ``command``'s config with ``overrides``; on a bad key, exit naming the valid keys there.
+
+    Hydra's own message says a key is not in the schema but not what is; researchers mistype
+    ``lr``/``alpha``/``group_size`` often enough that the list (and the closest match) is worth it.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    job = [o for o in overrides if not o.lstrip("~+").startswith("hydra.") and not o.startswith("-")]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        try:
+            compose(config_name=command, overrides=job)
+            return
+        except (HydraException, OmegaConfBaseException) as e:
+            error = e
+        cause = error.__cause__ or error
+        full_key = getattr(cause, "full_key", None)
+        if not full_key:
+            raise SystemExit(f"agentdistill {command}: {error}") from None
+        groups = [o for o in job if "=" in o and "." not in o.split("=", 1)[0]]
+        try:
+            base = compose(config_name=command, overrides=[o for o in groups if o.split("=")[0] in
+                                                           ("algo", "env", "model")])
+        except (HydraException, OmegaConfBaseException):
+            raise SystemExit(f"agentdistill {command}: {error}") from None
+    parent_key, _, leaf = str(full_key).rpartition(".")
+    node = OmegaConf.select(base, parent_key) if parent_key else base
+    valid = sorted(str(k) for k in node.keys()) if hasattr(node, "keys") else []
+    close = difflib.get_close_matches(leaf, valid, n=1)
+    where = f"under '{parent_key}'" if parent_key else "at the top level"
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise SystemExit(f"agentdistill {command}: bad override '{full_key}': {cause.msg if hasattr(cause, 'msg') else cause}"
+                     f"\nValid keys {where}: {', '.join(valid)}.{hint}")
 
 
 def _run_hydra(command: str, overrides: list[str]) -> None:
@@ -143,7 +247,9 @@ def _run_hydra(command: str, overrides: list[str]) -> None:
     from omegaconf import OmegaConf
 
     register_configs()
-    _, run = COMMANDS[command]
+    run = COMMANDS[command]
+    if not any(o.startswith("-") for o in overrides):  # --cfg/--help: let hydra answer
+        check_overrides(command, overrides)
 
     @hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")
     def app(cfg) -> None:

@@ -151,6 +151,31 @@ class TrainConfig:
     """Also write metrics as TensorBoard events under out_dir/tb (needs the tensorboard package)."""
     progress: bool = True
     """Show a progress bar over the steps."""
+    init_from: Optional[str] = None
+    """Start a fresh run from these weights: a training run directory (its latest checkpoint) or one
+    checkpoint folder, e.g. an SFT warm start; null: model.name's own weights."""
+
+
+@dataclass
+class EvalJobConfig:
+    """`agentdistill eval`: roll a model out on held-out tasks from the student and/or teacher view."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: Optional[str] = None
+    """Weights to evaluate: a training run directory (its latest checkpoint) or a checkpoint folder; null
+    evaluates model.name as it is."""
+    views: List[str] = field(default_factory=lambda: ["student", "teacher"])
+    """student (no PI; the deployment setting) and/or teacher (with env.teacher_privileged)."""
+    history_window: Optional[int] = None
+    """Past exchanges kept in each prompt; null keeps the whole conversation."""
+    max_new_tokens: int = 32
+    """Token budget per reply."""
+    seed: int = 0
+    """Seeds the sampling (evaluation tasks are fixed by env.eval_seed_start)."""
+    out_dir: str = "${hydra:runtime.output_dir}"
+    """Where episodes and metrics are written."""
 
 
 def config_dir() -> Path:
@@ -163,8 +188,13 @@ def config_dir() -> Path:
 
 
 def register_configs() -> None:
-    """Register the schemas in Hydra's ConfigStore (idempotent)."""
+    """Register the schemas in Hydra's ConfigStore (idempotent), the algorithms' ones included."""
+    from agentdistill.algos import ALGORITHMS, algorithm
+
     cs = ConfigStore.instance()
     cs.store(name="base_rollout", node=RolloutJobConfig)
+    cs.store(name="base_eval", node=EvalJobConfig)
+    for name in ALGORITHMS:
+        cs.store(name=f"base_{name}", node=algorithm(name)[0])
     cs.store(group="env", name="base_env", node=EnvConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)

@@ -11,7 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-TRACKED_PACKAGES = ("agentdistill", "torch", "transformers", "gymnasium", "hydra-core", "vllm", "agentdistill-sokoban")
+TRACKED_PACKAGES = ("agentdistill", "torch", "transformers", "gymnasium", "hydra-core", "vllm", "agentdistill-sokoban",
+                    "agentdistill-alfworld")
 
 
 def package_versions() -> dict[str, str | None]:

@@ -8,6 +8,38 @@
 - ``pi_distill``  π-Distill: α·J_teacher + (1−α)·J_student, rollouts from the PI-conditioned view
 - ``common``      the helpers two or more loops share: run directories, metrics, checkpoints, micro-batching
 
-Import the loop you need from its module (``from agentdistill.algos.sft import SFTConfig, train``); this
-package itself imports nothing heavy.
+Import the loop you need from its module (``from agentdistill.algos.sft import SFTConfig, train``), or by
+name with ``algorithm("sft")``; this package itself imports nothing heavy.
 """
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+ALGORITHMS: dict[str, tuple[str, str]] = {
+    "sft": ("agentdistill.algos.sft", "SFTConfig"),
+    "grpo": ("agentdistill.algos.grpo", "GRPOConfig"),
+    "opd": ("agentdistill.algos.opd", "OPDConfig"),
+    "opsd": ("agentdistill.algos.opsd", "OPSDConfig"),
+    "pi_distill": ("agentdistill.algos.pi_distill", "PiDistillConfig"),
+}
+"""Algorithm name (``algo=<name>`` on the command line) → (module, config class)."""
+
+
+def algorithm(name: str) -> tuple[type, Callable[[Any], Any]]:
+    """(config class, ``train`` function) of the algorithm ``name``."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}: choose from {sorted(ALGORITHMS)}")
+    module_name, config_name = ALGORITHMS[name]
+    module = importlib.import_module(module_name)
+    return getattr(module, config_name), module.train
+
+
+def algorithm_of(cfg: Any) -> str:
+    """The name of the algorithm whose config class ``cfg`` is an instance of."""
+    for name, (module_name, config_name) in ALGORITHMS.items():
+        if type(cfg).__module__ == module_name and type(cfg).__name__ == config_name:
+            return name
+    raise ValueError(f"{type(cfg).__name__} is not the config of a known algorithm ({sorted(ALGORITHMS)})")

@@ -158,10 +158,10 @@ def save_checkpoint(
     _fsync_save(model.state_dict(), tmp / "model.pt")
     _fsync_save(optimizer.state_dict(), tmp / "optimizer.pt")
     _fsync_save(_rng_state(), tmp / "rng.pt")
-    for name, module in (modules or {}).items():
-        if name in ("model", "optimizer", "rng"):
-            raise ValueError(f"checkpoint module name {name!r} is reserved")
-        _fsync_save(module.state_dict(), tmp / f"{name}.pt")
+    for key, module in (modules or {}).items():
+        if key in ("model", "optimizer", "rng"):
+            raise ValueError(f"checkpoint module name {key!r} is reserved")
+        _fsync_save(module.state_dict(), tmp / f"{key}.pt")
     (tmp / "extra.json").write_text(json.dumps({"step": step, **extra}, indent=2) + "\n")
     final = root / name
     if final.exists():  # a checkpoint of the same step from a run that was later truncated
@@ -203,6 +203,18 @@ def load_checkpoint(
     _set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=False))
     extra = json.loads((checkpoint / "extra.json").read_text())
     return int(extra.pop("step")), extra
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Load the model weights of a checkpoint (a run directory's latest, or one checkpoint folder)."""
+    path = Path(path)
+    checkpoint = path if (path / "model.pt").exists() else latest_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint with model.pt under {path}: pass a training run directory or "
+                                "a checkpoints/step_* folder")
+    device = next(model.parameters()).device
+    model.load_state_dict(torch.load(checkpoint / "model.pt", map_location=device, weights_only=True))
+    return checkpoint
 
 
 def load_module_state(checkpoint: Path | None, name: str, module: torch.nn.Module) -> bool:
@@ -395,10 +407,13 @@ def start_run(cfg: TrainConfig, *, state: dict[str, Any], model: torch.nn.Module
     if model is None:
         model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
     model.train()
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None and cfg.init_from:
+        load_weights(model, cfg.init_from)
+        logger.info("initial weights from %s", cfg.init_from)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
     step = 0
-    checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
         step, state = load_checkpoint(checkpoint, model, optimizer)
         logger.info("resumed from %s (step %d)", checkpoint, step)

@@ -1,8 +1,9 @@
 """OPSD: on-policy self-distillation with privileged information, in two documented modes.
 
 Both modes sample rollouts from the **student view** (no PI) of the model being trained and score the same
-response ids under the **teacher view** (the same conversation plus the PI block); only the context differs
-between the two streams, and the teacher side is always under stop-gradient (methods.md §1).
+response ids under the **teacher view** (the same conversation plus the PI block of the kinds in
+``env.teacher_privileged``); only the context differs between the two streams, and the teacher side is
+always under stop-gradient (methods.md §1).
 
 ``mode="reward"`` — the π-Distill paper's OPSD (Penaloza et al., arXiv 2602.04942, Alg. 2, methods.md §2.2):
 
@@ -12,11 +13,13 @@ between the two streams, and the teacher side is always under stop-gradient (met
 
 with π_old the sampler's log-probs (the student view at sampling time) and the teacher the *current* weights
 under no_grad by default (``teacher="current"``, the paper's stop-gradient student reference). β defaults to
-0.25. Departures: the paper uses β=0.5 for OPSD and mentions a Rao-Blackwellised full-vocabulary KL (App.
-E.1); here the KL is the sampled-token k1 estimate as in the released code (methods.md §2.5), and the reward
-penalty reading of Alg. 2 is used (not "back-propagate through the estimate"). The code dump's extra
-``distill_coef·mean(sg(lp_T) − lp_S)`` term is *not* ported (zero expected gradient, §2.5). Groups whose
-advantages are all zero are dropped (``drop_zero_adv_groups``, "pop zero-advantage (always)", Table 2).
+0.25. ``ppo_epochs`` gradient passes are taken per sampling round, each over the whole round; π_old stays the
+sampler's log-probs, so passes after the first are off-policy. Departures: the paper uses β=0.5 for OPSD and
+mentions a Rao-Blackwellised full-vocabulary KL (App. E.1); here the KL is the sampled-token k1 estimate as in
+the released code (methods.md §2.5), and the reward penalty reading of Alg. 2 is used (not "back-propagate
+through the estimate"). The code dump's extra ``distill_coef·mean(sg(lp_T) − lp_S)`` term is *not* ported
+(zero expected gradient, §2.5). Groups whose advantages are all zero are dropped (``drop_zero_adv_groups``,
+"pop zero-advantage (always)", Table 2).
 
 ``mode="distill"`` — the Self-Distilled Reasoner's pure on-policy self-distillation (Zhao et al., arXiv
 2601.18734, methods.md §3.3–3.5): no environment reward is used;
@@ -26,52 +29,61 @@ advantages are all zero are dropped (``drop_zero_adv_groups``, "pop zero-advanta
 with D = ``forward_kl`` (default, OPSD v3), ``reverse_kl`` or ``generalized_jsd`` (β, TRL convention), both
 logits divided by ``temperature`` (the sampling temperature), per-entry cap ``clip_tau`` (None = no cap), and
 the teacher the frozen initial weights (``make_teacher("frozen")``; the paper disables the LoRA adapter,
-``teacher="adapter_disabled"`` does the same for a peft model). Departures: multi-turn agent episodes instead
-of single-turn math (every assistant turn is a sample, scored with its whole history as prompt);
-``group_size`` samples per task (OPSD uses 1); full-vocabulary logits are materialised (fine for small
-models; the chunked divergences in ``agentdistill.losses`` are not wired in here); the optional top-k loss is
-not implemented.
+``teacher="adapter_disabled"`` does the same for a peft model). One optimiser step per sampling round.
+Departures: multi-turn agent episodes instead of single-turn math (every assistant turn is a sample, scored
+with its whole history as prompt); ``group_size`` samples per task (OPSD uses 1); full-vocabulary logits are
+materialised (fine for small models; the chunked divergences in ``agentdistill.losses`` are not wired in
+here); the optional top-k loss is not implemented.
 
-One optimiser step per sampling round (no PPO epochs), constant learning rate. Tasks are env reset seeds
-``env_seed_start + i`` for i in a seeded stream over ``range(num_tasks)`` (``common.batch_indices``); the
-cursor is saved in checkpoints, and sampling seeds depend only on (seed, step), so a resumed run reproduces a
-straight one exactly. Teachers ``frozen``/``current``/``synced``/``adapter_disabled`` resume exactly; an
-``ema`` teacher restarts from the resumed weights (its state is not checkpointed).
+Tasks are env reset seeds ``env_seed_start + i`` for i in a seeded stream over ``range(num_tasks)``
+(``common.batch_indices``); the cursor is saved in checkpoints, and sampling seeds depend only on (seed,
+step), so a resumed run reproduces a straight one exactly, whatever the teacher: a frozen teacher is copied
+from the initial weights (``model``, or ``init_from``) before the student resumes, a synced one is re-synced
+to the resumed weights, and an ema teacher's weights are saved in every checkpoint (``teacher.pt``).
+Held-out success is evaluated before training, every ``eval.every`` steps and at the end (``eval.jsonl``,
+``plots/eval.png``).
 
-Run from Python::
+Run from the command line::
+
+    agentdistill train algo=opsd env=sokoban model=tiny-random steps=2
+
+or from Python::
 
     from agentdistill.algos.opsd import OPSDConfig, train
-    result = train(OPSDConfig(model="smollm2-135m-instruct", mode="distill", privileged=("expert_plan",),
-                              steps=100, out_dir="runs/opsd-sokoban"))
+    from agentdistill.config import EnvConfig, ModelConfig
+    result = train(OPSDConfig(model=ModelConfig("smollm2-135m-instruct"),
+                              env=EnvConfig("agentdistill/Sokoban-v0", teacher_privileged=["expert_plan"]),
+                              mode="distill", steps=100, out_dir="runs/opsd-sokoban"))
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
+from tqdm.auto import tqdm
 
-from agentdistill.report import plot_metrics
 from agentdistill.algos.common import (
-    padded_BT,
-    rollout_seed,
-    task_seeds,
     RunResult,
-    append_metrics,
     backward_microbatches,
-    latest_checkpoint,
-    load_checkpoint,
-    make_optimizer,
+    clip_gradients,
+    end_step,
+    finish_run,
+    load_module_state,
+    load_weights,
     microbatches_by_tokens,
-    save_checkpoint,
-    seed_everything,
-    truncate_metrics,
+    padded_BT,
+    rollout_metrics,
+    rollout_round,
+    sampling_policy,
+    start_run,
+    start_step,
+    task_seeds,
 )
+from agentdistill.config import TrainConfig
 from agentdistill.losses import (
     forward_kl,
     generalized_jsd,
@@ -84,52 +96,32 @@ from agentdistill.losses import (
     sequence_kl,
 )
 from agentdistill.models import load_model
-from agentdistill.policies.hf import HFPolicy
-from agentdistill.rollout import rollout
-from agentdistill.runs import write_run_info
 from agentdistill.scoring import score
 from agentdistill.teachers import Teacher, make_teacher
 from agentdistill.types import Episode, TurnSample
-from agentdistill.views import ViewSpec
 
 logger = logging.getLogger(__name__)
 
+MODES = ("reward", "distill")
 DIVERGENCES = {"forward_kl": forward_kl, "reverse_kl": reverse_kl, "generalized_jsd": generalized_jsd}
+SELF_TEACHERS = ("current", "frozen", "ema", "synced", "adapter_disabled")
+"""Teacher kinds built from the student's own weights ("separate" is OPD's)."""
 ZERO_ADV_EPS = 1e-8
 
 
-@dataclass(frozen=True)
-class OPSDConfig:
-    """Everything one OPSD run needs (plain values; the hydra schema wraps this later)."""
+@dataclass
+class OPSDConfig(TrainConfig):
+    """OPSD's own knobs; the shared ones (model, env, tasks, optimiser, eval, run) come from TrainConfig.
 
-    mode: Literal["reward", "distill"] = "reward"
-    """"reward": π-Distill's OPSD (R − β·KL(S‖T), GRPO/PPO); "distill": Zhao et al.'s per-token divergence."""
-    model: str = "tiny-random"
-    """Model spec for ``agentdistill.models.load_model`` (student and, by default, teacher weights)."""
-    env_id: str = "agentdistill/Sokoban-v0"
-    """Env to roll out on."""
-    privileged: tuple[str, ...] = ("expert_plan",)
-    """PI kinds rendered into the teacher view (env ``info["privileged"]`` keys)."""
-    teacher: str | None = None
-    """Teacher kind for ``make_teacher``; None: "current" in reward mode, "frozen" in distill mode."""
+    The PI kinds of the teacher view are ``env.teacher_privileged`` (required).
+    """
+
+    mode: str = "reward"
+    """reward: π-Distill's OPSD (R − β·KL(S‖T), PPO clip); distill: Zhao et al.'s per-token divergence."""
+    teacher: Optional[str] = None
+    """current, frozen, ema, synced or adapter_disabled; null: current in reward mode, frozen in distill."""
     ema_decay: float = 0.95
-    """Decay of an "ema" teacher."""
-    num_tasks: int = 64
-    """Task pool: env seeds ``env_seed_start .. env_seed_start + num_tasks − 1``."""
-    env_seed_start: int = 0
-    """First env reset seed of the task pool."""
-    tasks_per_step: int = 8
-    """Tasks sampled per step (each rolled out ``group_size`` times)."""
-    group_size: int = 4
-    """Rollouts per task (the GRPO group); distill mode works with 1."""
-    max_turns: int | None = None
-    """Turn budget per episode; None uses the env's default."""
-    max_new_tokens: int = 128
-    """Token budget of each sampled reply."""
-    temperature: float = 1.0
-    """Sampling temperature; log-probs and divergences are computed at the same temperature."""
-    history_window: int | None = None
-    """Past exchanges kept in each prompt; None keeps the whole conversation."""
+    """Decay of an ema teacher: θ̄ ← decay·θ̄ + (1−decay)·θ after every step."""
     beta: float = 0.25
     """Reward mode: β of R − β·KL̂ (sequence-summed KL). Distill mode with generalized_jsd: the JSD β."""
     clip_low: float = 0.2
@@ -138,32 +130,16 @@ class OPSDConfig:
     """Reward mode: PPO ratio clipped above at 1 + clip_high."""
     drop_zero_adv_groups: bool = True
     """Reward mode: drop groups whose advantages are all zero before the update."""
-    divergence: Literal["forward_kl", "reverse_kl", "generalized_jsd"] = "forward_kl"
-    """Distill mode: per-token full-vocabulary divergence D(p_T ‖ p_S)."""
-    clip_tau: float | None = None
-    """Distill mode: per-vocab-entry cap τ of the divergence terms (OPSD v3 later repo: 0.05); None = none."""
+    ppo_epochs: int = 1
+    """Reward mode: gradient steps per sampling round, each over the whole round (distill mode: 1)."""
+    divergence: str = "forward_kl"
+    """Distill mode: per-token full-vocabulary D(p_T ‖ p_S): forward_kl, reverse_kl or generalized_jsd."""
+    clip_tau: Optional[float] = None
+    """Distill mode: per-vocab-entry cap τ of the divergence terms (OPSD v3 later repo: 0.05); null = none."""
     lr: float = 1e-5
-    """AdamW learning rate (constant)."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW betas."""
-    max_grad_norm: float | None = 1.0
-    """Clip the global gradient norm to this; None does not clip."""
-    steps: int = 100
-    """Total optimiser steps (one per sampling round); a resumed run continues up to this."""
-    max_tokens_per_microbatch: int | None = 8192
-    """Padded tokens (rows × longest row) per forward pass; None puts the whole batch in one pass."""
-    seed: int = 0
-    """Seeds python, numpy, torch, the task order and the sampling."""
+    """Peak AdamW learning rate."""
     out_dir: str = "runs/opsd"
-    """Run directory: run_info.json, metrics.jsonl, checkpoints, plots."""
-    checkpoint_every: int = 50
-    """Save a checkpoint every this many steps (and always at the last step)."""
-    device: str | None = None
-    """"cuda", "cpu", ...; None picks CUDA when available."""
-    dtype: str | None = None
-    """Model dtype; None: float32 on CPU, bfloat16 on CUDA."""
+    """Run directory."""
 
 
 # ---------------------------------------------------------------- helpers shared with pi_distill
@@ -247,14 +223,6 @@ def zero_advantage_groups(episodes: Sequence[Episode], adv_E: torch.Tensor) -> s
     return {g for g, nz in nonzero.items() if not nz}
 
 
-def rollout_metrics(result, episodes: Sequence[Episode]) -> dict[str, float]:
-    """Success rate, mean return and turn counts of one sampling round."""
-    m = result.metrics
-    return {"success_rate": m.success_rate, "mean_return": m.mean_return, "mean_turns": m.mean_turns,
-            "invalid_action_rate": m.invalid_action_rate, "episodes": len(episodes),
-            "rollout_tokens_per_s": m.tokens_per_s}
-
-
 # ---------------------------------------------------------------- losses
 
 
@@ -320,123 +288,112 @@ def distill_token_losses(
 
 def train(cfg: OPSDConfig) -> RunResult:
     """Run (or resume) OPSD as ``cfg`` says; returns the final step, the last metrics and the run dir."""
-    if cfg.mode not in ("reward", "distill"):
-        raise ValueError(f"mode must be 'reward' or 'distill', got {cfg.mode!r}")
-    if not cfg.privileged:
-        raise ValueError("OPSD needs privileged=(...) PI kinds for the teacher view")
-    # ---- set-up: seed, model, teacher (built from the initial weights, before any resume), optimiser
-    run_dir = Path(cfg.out_dir)
-    write_run_info(run_dir, cfg)
-    seed_everything(cfg.seed)
-    model, tokenizer = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
-    model.train()
+    privileged = list(cfg.env.teacher_privileged)
     kind = cfg.teacher or ("current" if cfg.mode == "reward" else "frozen")
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {cfg.mode!r}")
+    if not privileged:
+        raise ValueError("OPSD needs env.teacher_privileged=[...] PI kinds: the teacher view scores the "
+                         "student's samples with them")
+    if cfg.divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {list(DIVERGENCES)}, got {cfg.divergence!r}")
+    if kind not in SELF_TEACHERS:
+        raise ValueError(f"teacher must be one of {list(SELF_TEACHERS)} (or null), got {kind!r}")
+    if cfg.ppo_epochs < 1 or (cfg.mode == "distill" and cfg.ppo_epochs != 1):
+        raise ValueError(f"ppo_epochs must be >= 1 in reward mode and 1 in distill mode (one on-policy step "
+                         f"per round), got {cfg.ppo_epochs} in {cfg.mode} mode")
+    # ---- set-up: the teacher is built from the initial weights (init_from's, if set) before start_run
+    # resumes the student, so a frozen teacher stays the initial policy in a resumed run too; then seed,
+    # optimiser, resume, evaluation before training (a fresh run loads init_from again: the same weights)
+    model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
+    if cfg.init_from:
+        load_weights(model, cfg.init_from)
     teacher = make_teacher(kind, model, **({"decay": cfg.ema_decay} if kind == "ema" else {}))
-    optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-    policy = HFPolicy(model, tokenizer, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                      name="opsd-student")
+    run = start_run(cfg, state={"cursor": 0}, model=model, tokenizer=tokenizer)
+    if kind == "synced" and run.resumed_from is not None:
+        teacher.refresh(model)  # it was synced to the weights the checkpoint holds
+    modules = {"teacher": teacher.model} if kind == "ema" else None
+    if kind == "ema" and run.resumed_from is not None and not load_module_state(
+            run.resumed_from, "teacher", teacher.model):
+        logger.warning("%s has no teacher.pt: the EMA teacher restarts from the resumed weights",
+                       run.resumed_from)
+        teacher.model.load_state_dict(model.state_dict())
+    policy = sampling_policy(run, "opsd-student")
     temperature = score_temperature(cfg.temperature)
-    logger.info("OPSD (%s mode, teacher %s), %d steps, out_dir=%s", cfg.mode, kind, cfg.steps, run_dir)
-
-    # ---- resume: weights, optimiser, RNG and task cursor; later metric lines go
-    step, cursor = 0, 0
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
-        step, extra = load_checkpoint(checkpoint, model, optimizer)
-        cursor = extra["cursor"]
-        if kind in ("synced", "ema"):
-            teacher.refresh(model)
-        logger.info("resumed from %s (step %d)", checkpoint, step)
-    truncate_metrics(run_dir, step)
+    logger.info("OPSD (%s mode, teacher %s) on %s, %d steps, out_dir=%s", cfg.mode, kind, cfg.env.id,
+                cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    while step < cfg.steps:
-        start = time.perf_counter()
-        # ---- sample: student view acts; both views' ids are kept
+    for _ in tqdm(range(run.step, cfg.steps), initial=run.step, total=cfg.steps, desc="OPSD",
+                  disable=not cfg.progress):
+        start_step(run)
+        # ---- sample from the student view (no PI); both views' ids are kept
+        cursor = run.state["cursor"]
         seeds = task_seeds(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed, cfg.env_seed_start)
-        cursor += cfg.tasks_per_step
-        model.eval()
-        result = rollout(cfg.env_id, policy, seeds=seeds, group_size=cfg.group_size, tokenizer=tokenizer,
-                         teacher_privileged=cfg.privileged, view=ViewSpec(history_window=cfg.history_window),
-                         max_turns=cfg.max_turns, run_seed=rollout_seed(cfg.seed, step), progress=False,
-                         act_on="student")
-        model.train()
+        result = rollout_round(run, policy, seeds, privileged=privileged, act_on="student")
         episodes = result.episodes
         turns = trainable_turns(episodes)
-        metrics = {"step": step + 1, **rollout_metrics(result, episodes)}
-        optimizer.zero_grad(set_to_none=True)
+        kl_E = torch.zeros(len(episodes))
+        adv_E = torch.zeros(len(episodes))
+        if turns:  # KL̂(S‖T) per episode, the teacher view scored by the teacher's weights
+            s_BT, t_BT, mask_BT = sampler_and_other_logprobs(
+                teacher, [t for _, t in turns], other_view="teacher", temperature=temperature,
+                max_tokens_per_microbatch=cfg.max_tokens_per_microbatch)
+            kl_E, _, adv_E = episode_advantages(episodes, turns, s_BT, t_BT, mask_BT, beta=cfg.beta,
+                                                sampled_by="student")
         stats: dict[str, float] = {}
+        mode_metrics: dict[str, float] = {}
 
         if cfg.mode == "reward":
-            # ---- KL(S‖T) per episode into the reward, group-centred advantages, drop zero groups
-            samples = [t for _, t in turns]
-            kl_E = torch.zeros(len(episodes))
-            adv_E = torch.zeros(len(episodes))
-            if samples:
-                s_BT, t_BT, mask_BT = sampler_and_other_logprobs(
-                    teacher, samples, other_view="teacher", temperature=temperature,
-                    max_tokens_per_microbatch=cfg.max_tokens_per_microbatch)
-                kl_E, _, adv_E = episode_advantages(episodes, turns, s_BT, t_BT, mask_BT, beta=cfg.beta,
-                                                    sampled_by="student")
+            # ---- R − β·KL̂, group-centred advantages, drop zero-advantage groups; PPO-clip loss
             n_groups = len({ep.group_id for ep in episodes})
             dropped = zero_advantage_groups(episodes, adv_E) if cfg.drop_zero_adv_groups else set()
             kept = [(e, t) for e, t in turns if episodes[e].group_id not in dropped]
             adv_of = {id(t): float(adv_E[e]) for e, t in kept}
             batch = [t for _, t in kept]
-            micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
-            loss = backward_microbatches(
-                micro,
-                lambda mb, n: reward_mode_loss(model, mb, [adv_of[id(t)] for t in mb],
-                                               temperature=temperature, clip_low=cfg.clip_low,
-                                               clip_high=cfg.clip_high, normalizer=n,
-                                               stats=stats),
-                mode="token_mean")
-            n_tokens = sum(len(t.response_ids) for t in batch)
-            metrics |= {"mean_kl": float(kl_E.mean()) if len(episodes) else 0.0,
-                        "zero_adv_frac": len(dropped) / max(n_groups, 1),
-                        "clip_frac": stats.get("clipped_tokens", 0.0) / max(n_tokens, 1),
-                        "mean_abs_adv": float(adv_E.abs().mean()) if len(episodes) else 0.0,
-                        "loss_pg": loss}
-        else:
-            # ---- per-token divergence to the (frozen) teacher over the student's own samples
-            batch = [t for _, t in turns]
-            micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
 
-            def distill_loss(mb: Sequence[TurnSample], n: int) -> torch.Tensor:
+            def loss_fn(mb: Sequence[TurnSample], n: int) -> torch.Tensor:
+                return reward_mode_loss(model, mb, [adv_of[id(t)] for t in mb], temperature=temperature,
+                                        clip_low=cfg.clip_low, clip_high=cfg.clip_high, normalizer=n,
+                                        stats=stats)
+
+            mode_metrics = {"zero_adv_fraction": len(dropped) / max(n_groups, 1),
+                            "mean_abs_adv": float(adv_E.abs().mean()) if len(episodes) else 0.0}
+        else:
+            # ---- per-token divergence to the teacher over the student's own samples (no reward)
+            batch = [t for _, t in turns]
+
+            def loss_fn(mb: Sequence[TurnSample], n: int) -> torch.Tensor:
                 loss_BT, mask_BT = distill_token_losses(model, teacher, mb, divergence=cfg.divergence,
                                                         temperature=temperature, clip_tau=cfg.clip_tau,
                                                         beta=cfg.beta)
                 return reduce_loss(loss_BT, mask_BT, mode="token_mean", normalizer=n)
 
-            loss = backward_microbatches(micro, distill_loss, mode="token_mean")
-            n_tokens = sum(len(t.response_ids) for t in batch)
-            kl_E = torch.zeros(len(episodes))
-            if batch:
-                s_BT, t_BT, mask_BT = sampler_and_other_logprobs(
-                    teacher, batch, other_view="teacher", temperature=temperature,
-                    max_tokens_per_microbatch=cfg.max_tokens_per_microbatch)
-                kl_E, _, _ = episode_advantages(episodes, turns, s_BT, t_BT, mask_BT, beta=0.0,
-                                                sampled_by="student")
-            metrics |= {"mean_kl": float(kl_E.mean()) if len(episodes) else 0.0, "loss_divergence": loss}
-
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
-        if batch:
-            optimizer.step()
+        # ---- ppo_epochs passes over the round (distill: one), each accumulated per micro-batch
+        losses, grad_norms = [], []
+        micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
+        for _ in range(cfg.ppo_epochs if batch else 0):
+            run.optimizer.zero_grad(set_to_none=True)
+            losses.append(backward_microbatches(micro, loss_fn, mode="token_mean"))
+            grad_norms.append(float(clip_gradients(model, cfg.max_grad_norm)))
+            run.optimizer.step()
         teacher.refresh(model)
-        step += 1
+        run.step += 1
+        run.state = {"cursor": cursor + cfg.tasks_per_step}
 
-        # ---- log, then checkpoint (a crash between the two is undone by truncate_metrics on resume)
-        elapsed = time.perf_counter() - start
-        tokens = sum(len(t.student_prompt_ids) + len(t.response_ids) for t in batch)
-        metrics |= {"loss": loss, "grad_norm": float(grad_norm), "lr": optimizer.param_groups[0]["lr"],
-                    "turns": len(batch), "response_tokens": n_tokens, "microbatches": len(micro),
-                    "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0}
-        append_metrics(run_dir, metrics)
-        logger.info("step %d loss %.4f success %.2f", step, loss, metrics["success_rate"])
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(run_dir, step, model, optimizer, {"cursor": cursor})
-
-    plot_metrics(run_dir / "metrics.jsonl", run_dir / "plots" / "learning_curves.png",
-                 ["loss", "mean_kl", "success_rate"])
-    return RunResult(final_step=step, metrics=metrics, run_dir=run_dir)
+        # ---- log, evaluate, checkpoint (with the EMA teacher's weights)
+        passes = max(len(losses), 1)
+        n_tokens = sum(len(t.response_ids) for t in batch)
+        if cfg.mode == "reward":
+            mode_metrics["clip_fraction"] = stats.get("clipped_tokens", 0.0) / max(n_tokens * passes, 1)
+        metrics = end_step(run, {
+            **rollout_metrics(run, result),
+            "mean_kl": float(kl_E.mean()) if len(episodes) else 0.0,
+            **mode_metrics,
+            "loss": sum(losses) / passes,
+            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
+            "trained_turns": len(batch),
+            "response_tokens": n_tokens,
+            "microbatches": len(micro),
+        }, run.state, modules)
+    return finish_run(run, metrics)

@@ -10,14 +10,23 @@ Only the student view (``student_prompt_ids``) is trained on — never the teach
 information — and only response tokens carry loss (prompt, env and tool tokens are masked). Scripted expert
 replies are the action text plus the end-of-turn token, so the model also learns to stop.
 
-Simplifications: a constant learning rate (no warm-up or decay), one AdamW group, and no evaluation
-inside the loop (roll the trained checkpoint out with ``agentdistill.rollout`` to evaluate it).
+The episodes are collected once with the env's ``ExpertPolicy`` on the ``num_tasks`` training tasks (env
+seeds ``env_seed_start ..``) and saved in the run directory, or loaded from ``episodes_path``. Each optimiser
+step takes ``batch_turns`` turns from a seeded stream of shuffles (the cursor is checkpointed, so a resumed
+run reproduces a straight one). The learning-rate schedule, optimiser and held-out evaluation of the student
+(before training, every ``eval.every`` steps and at the end) are the shared ones of ``TrainConfig``.
 
-Run from Python::
+Run from the command line::
+
+    agentdistill train algo=sft env=sokoban model=tiny-random steps=2
+
+or from Python::
 
     from agentdistill.algos.sft import SFTConfig, train
-    result = train(SFTConfig(model="smollm2-135m-instruct", env_id="agentdistill/Sokoban-v0",
-                             num_expert_episodes=256, steps=200, out_dir="runs/sft-sokoban"))
+    from agentdistill.config import EnvConfig, ModelConfig
+    result = train(SFTConfig(model=ModelConfig("smollm2-135m-instruct"),
+                             env=EnvConfig("agentdistill/Sokoban-v0"), num_tasks=256, steps=200,
+                             out_dir="runs/sft-sokoban"))
     print(result.final_step, result.metrics["loss"])
 
 Calling ``train`` again with the same ``out_dir`` resumes from its latest checkpoint.
@@ -26,30 +35,27 @@ Calling ``train`` again with the same ``out_dir`` resumes from its latest checkp
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 
-from agentdistill.report import plot_metrics
 from agentdistill.algos.common import (
     RunResult,
-    append_metrics,
     backward_microbatches,
     batch_indices,
-    latest_checkpoint,
-    load_checkpoint,
-    make_optimizer,
+    clip_gradients,
+    end_step,
+    finish_run,
     microbatches_by_tokens,
-    save_checkpoint,
-    seed_everything,
-    truncate_metrics,
+    start_run,
+    start_step,
 )
+from agentdistill.config import TrainConfig
 from agentdistill.losses import reduce_loss
-from agentdistill.models import load_model
-from agentdistill.runs import write_run_info
 from agentdistill.scoring import score
 from agentdistill.types import Episode, TurnSample, load_episodes, save_episodes
 from agentdistill.views import ViewSpec, encode, end_of_turn_ids, render_turn
@@ -59,107 +65,61 @@ logger = logging.getLogger(__name__)
 EXPERT_EPISODES_FILE = "expert_episodes.jsonl"
 
 
-@dataclass(frozen=True)
-class SFTConfig:
-    """Everything one SFT run needs (plain values; the hydra schema wraps this later)."""
+@dataclass
+class SFTConfig(TrainConfig):
+    """SFT's own knobs; the shared ones (model, env, optimiser, eval, run) come from TrainConfig.
 
-    model: str = "tiny-random"
-    """Student model spec for ``agentdistill.models.load_model``."""
-    episodes_path: str | None = None
-    """JSONL of episodes written by ``save_episodes``; None collects expert episodes from ``env_id``."""
-    env_id: str = "agentdistill/Sokoban-v0"
-    """Env to collect expert episodes on when ``episodes_path`` is None."""
-    num_expert_episodes: int = 64
-    """Expert episodes to collect (env seeds ``env_seed_start ..``); only the won ones are kept."""
-    env_seed_start: int = 0
-    """First env reset seed of the collected expert episodes."""
-    max_turns: int | None = None
-    """Turn budget of collected episodes; None uses the env's default."""
-    history_window: int | None = None
-    """Past exchanges kept in each student prompt; None keeps the whole conversation."""
-    lr: float = 1e-5
-    """AdamW learning rate (constant)."""
-    weight_decay: float = 0.0
-    """AdamW decoupled weight decay."""
-    betas: tuple[float, float] = (0.9, 0.95)
-    """AdamW betas."""
-    max_grad_norm: float | None = 1.0
-    """Clip the global gradient norm to this; None does not clip."""
-    steps: int = 100
-    """Total optimiser steps of the run (a resumed run continues up to this)."""
+    ``num_tasks`` is the number of expert episodes collected (env seeds ``env_seed_start ..``). SFT does not
+    sample: ``group_size``, ``temperature`` and ``tasks_per_step`` are unused (``max_new_tokens`` and
+    ``rollout_batch`` only bound held-out evaluation).
+    """
+
+    episodes_path: Optional[str] = None
+    """JSONL of episodes written by ``save_episodes``; null collects expert episodes on ``env``."""
     batch_turns: int = 32
     """Turn samples per optimiser step."""
-    max_tokens_per_microbatch: int | None = 8192
-    """Padded tokens (rows × longest row) per forward pass; None puts the whole batch in one pass."""
-    seed: int = 0
-    """Seeds python, numpy, torch and the data order."""
+    lr: float = 1e-5
+    """Peak AdamW learning rate."""
     out_dir: str = "runs/sft"
-    """Run directory: run_info.json, metrics.jsonl, checkpoints, plots."""
-    checkpoint_every: int = 50
-    """Save a checkpoint every this many steps (and always at the last step)."""
-    device: str | None = None
-    """"cuda", "cpu", ...; None picks CUDA when available."""
-    dtype: str | None = None
-    """Model dtype; None: float32 on CPU, bfloat16 on CUDA."""
+    """Run directory."""
 
 
 def train(cfg: SFTConfig) -> RunResult:
     """Run (or resume) SFT as ``cfg`` says; returns the final step, the last metrics and the run directory."""
-    # ---- set-up: seed, model, data, optimiser
-    run_dir = Path(cfg.out_dir)
-    write_run_info(run_dir, cfg)
-    seed_everything(cfg.seed)
-    model, tokenizer = load_model(cfg.model, device=cfg.device, dtype=cfg.dtype)
-    model.train()
-    turns = expert_turns(cfg, tokenizer, run_dir)
-    optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-    logger.info("SFT on %d expert turns, %d steps, out_dir=%s", len(turns), cfg.steps, run_dir)
-
-    # ---- resume: the checkpoint fixes weights, optimiser, RNG and data cursor; later metric lines go
-    step, cursor = 0, 0
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
-        step, extra = load_checkpoint(checkpoint, model, optimizer)
-        cursor = extra["cursor"]
-        logger.info("resumed from %s (step %d)", checkpoint, step)
-    truncate_metrics(run_dir, step)
+    if cfg.batch_turns < 1:
+        raise ValueError(f"batch_turns must be >= 1, got {cfg.batch_turns}")
+    # ---- set-up: seed, model, optimiser, resume, evaluation before training; then the expert turns
+    run = start_run(cfg, state={"cursor": 0})
+    model = run.model
+    turns = expert_turns(cfg, run.tokenizer, run.run_dir)
+    logger.info("SFT on %d expert turns, %d steps, out_dir=%s", len(turns), cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    while step < cfg.steps:
-        start = time.perf_counter()
+    for _ in tqdm(range(run.step, cfg.steps), initial=run.step, total=cfg.steps, desc="SFT",
+                  disable=not cfg.progress):
+        start_step(run)
+        cursor = run.state["cursor"]
         batch = [turns[i] for i in batch_indices(len(turns), cfg.batch_turns, cursor, cfg.seed)]
-        cursor += len(batch)
 
         # ---- loss: −mean log-prob of response tokens over the whole step, accumulated per micro-batch
         micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
-        optimizer.zero_grad(set_to_none=True)
-        loss = backward_microbatches(
-            micro, lambda mb, n: nll_loss(model, mb, normalizer=n), mode="token_mean")
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf"))
-        optimizer.step()
-        step += 1
+        run.optimizer.zero_grad(set_to_none=True)
+        loss = backward_microbatches(micro, lambda mb, n: nll_loss(model, mb, normalizer=n),
+                                     mode="token_mean")
+        grad_norm = clip_gradients(model, cfg.max_grad_norm)
+        run.optimizer.step()
+        run.step += 1
+        run.state = {"cursor": cursor + len(batch)}
 
-        # ---- log, then checkpoint (a crash between the two is undone by truncate_metrics on resume)
-        elapsed = time.perf_counter() - start
-        tokens = sum(len(s.student_prompt_ids) + len(s.response_ids) for s in batch)
-        metrics = {
-            "step": step,
+        # ---- log, evaluate, checkpoint
+        metrics = end_step(run, {
             "loss": loss,
             "grad_norm": float(grad_norm),
-            "lr": optimizer.param_groups[0]["lr"],
-            "tokens": tokens,
+            "tokens": sum(len(s.student_prompt_ids) + len(s.response_ids) for s in batch),
             "response_tokens": sum(len(s.response_ids) for s in batch),
             "microbatches": len(micro),
-            "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
-        }
-        append_metrics(run_dir, metrics)
-        logger.info("step %d loss %.4f", step, loss)
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_checkpoint(run_dir, step, model, optimizer, {"cursor": cursor})
-
-    plot_metrics(run_dir / "metrics.jsonl", run_dir / "plots" / "learning_curves.png", ["loss", "grad_norm"])
-    return RunResult(final_step=step, metrics=metrics, run_dir=run_dir)
+        }, run.state)
+    return finish_run(run, metrics)
 
 
 def nll_loss(model: torch.nn.Module, samples: Sequence[TurnSample], *, normalizer: int) -> torch.Tensor:
@@ -185,21 +145,24 @@ def expert_turns(cfg: SFTConfig, tokenizer, run_dir: Path) -> list[TurnSample]:
     turns = [with_token_ids(t, ep, tokenizer, cfg.history_window) for ep in kept for t in ep.turns]
     if not turns:
         raise ValueError(f"no successful expert episode among {len(episodes)}: SFT needs won episodes; check "
-                         "the episodes file or raise num_expert_episodes / max_turns")
+                         "the episodes file or raise num_tasks / env.max_turns")
     return turns
 
 
 def collect_expert_episodes(cfg: SFTConfig, tokenizer) -> list[Episode]:
-    """Roll out the env's scripted expert on seeds ``env_seed_start ..``, with student-view token ids."""
+    """Roll out the env's scripted expert on seeds ``env_seed_start ..`` (``num_tasks`` of them), with
+    student-view token ids."""
     from agentdistill.envs import default_interface
     from agentdistill.policies import ExpertPolicy
     from agentdistill.rollout import rollout
 
-    seeds = range(cfg.env_seed_start, cfg.env_seed_start + cfg.num_expert_episodes)
-    expert = ExpertPolicy(default_interface(cfg.env_id))
-    result = rollout(cfg.env_id, expert, seeds=seeds, tokenizer=tokenizer,
-                     view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.max_turns,
-                     run_seed=cfg.seed, progress=False)
+    seeds = range(cfg.env_seed_start, cfg.env_seed_start + cfg.num_tasks)
+    interface = default_interface(cfg.env.id, **cfg.env.interface)
+    # YAML has no tuples; envs take (rows, cols)-style knobs as tuples (as common.rollout_round converts).
+    env_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.env.kwargs.items()}
+    result = rollout(cfg.env.id, ExpertPolicy(interface), seeds=seeds, interface=interface,
+                     tokenizer=tokenizer, view=ViewSpec(history_window=cfg.history_window),
+                     max_turns=cfg.env.max_turns, env_kwargs=env_kwargs, run_seed=cfg.seed, progress=False)
     logger.info("expert: %d episodes, success rate %.2f", len(result.episodes), result.metrics.success_rate)
     return result.episodes
 

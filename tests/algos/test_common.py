@@ -17,13 +17,13 @@ from agentdistill.algos.common import (
     load_checkpoint,
     make_optimizer,
     microbatches_by_tokens,
-    plot_metrics,
     read_metrics,
     save_checkpoint,
     seed_everything,
     truncate_metrics,
 )
 from agentdistill.algos.sft import nll_loss
+from agentdistill.report import plot_metrics
 from agentdistill.models import load_model
 from agentdistill.types import TurnSample
 
@@ -164,3 +164,32 @@ def test_plot_metrics_writes_a_png_or_says_why_not(tmp_path, caplog):
         assert out is None and "matplotlib is not installed" in caplog.text
     else:
         assert out.exists() and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_lr_schedules_warm_up_then_follow_their_shape():
+    from agentdistill.algos.common import lr_at
+    from agentdistill.config import TrainConfig
+
+    const = TrainConfig(lr=1.0, steps=10, warmup_steps=2)
+    assert [lr_at(const, s) for s in (1, 2, 3, 10)] == [0.5, 1.0, 1.0, 1.0]
+    linear = TrainConfig(lr=1.0, steps=10, warmup_steps=2, lr_schedule="linear")
+    assert [lr_at(linear, s) for s in (2, 6, 10)] == pytest.approx([1.0, 0.5, 0.0])
+    cosine = TrainConfig(lr=1.0, steps=10, lr_schedule="cosine")
+    assert [lr_at(cosine, s) for s in (0, 5, 10)] == pytest.approx([1.0, 0.5, 0.0])
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        lr_at(TrainConfig(lr_schedule="step"), 1)
+
+
+def test_load_weights_names_the_fix_when_there_is_no_checkpoint(tmp_path):
+    from agentdistill.algos.common import load_weights
+
+    model, _ = load_model("tiny-random", device="cpu", dtype="float32")
+    with pytest.raises(FileNotFoundError, match="pass a training run directory"):
+        load_weights(model, tmp_path)
+    optimizer = make_optimizer(model, lr=1e-3)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    save_checkpoint(tmp_path, 3, model, optimizer, {"cursor": 0})
+    fresh, _ = load_model("tiny-random", device="cpu", dtype="float32")
+    assert load_weights(fresh, tmp_path).name == "step_000003"
+    torch.testing.assert_close(next(fresh.parameters()), next(model.parameters()))

@@ -10,6 +10,7 @@ import torch
 from agentdistill.algos import grpo
 from agentdistill.algos.common import read_metrics
 from agentdistill.algos.grpo import GRPOConfig, episode_advantages, episode_reward, select_groups, train
+from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.types import Episode
 
 SOKOBAN = "agentdistill/Sokoban-v0"
@@ -33,9 +34,11 @@ def varied_reward(monkeypatch):
 
 
 def _cfg(tmp_path, name: str, **overrides) -> GRPOConfig:
-    base = GRPOConfig(model="tiny-random", env_id=SOKOBAN, num_tasks=4, tasks_per_step=2, group_size=2,
-                      max_turns=2, max_new_tokens=6, steps=2, lr=1e-3, max_tokens_per_microbatch=2000,
-                      seed=0, out_dir=str(tmp_path / name), checkpoint_every=2, device="cpu", dtype="float32")
+    base = GRPOConfig(model=ModelConfig("tiny-random", device="cpu", dtype="float32"),
+                      env=EnvConfig(SOKOBAN, max_turns=2), eval=EvalConfig(num_tasks=0), num_tasks=4,
+                      tasks_per_step=2, group_size=2, max_new_tokens=6, steps=2, lr=1e-3,
+                      max_tokens_per_microbatch=2000, seed=0, out_dir=str(tmp_path / name), checkpoint_every=2,
+                      progress=False)
     return replace(base, **overrides)
 
 

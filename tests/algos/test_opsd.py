@@ -1,4 +1,5 @@
-"""OPSD (reward and distill modes): pinned first step, resume equivalence, zero divergence for equal views."""
+"""OPSD (reward and distill modes): pinned first step, resume equivalence (EMA and init_from-frozen
+teachers too), zero divergence for equal views, config checks."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agentdistill.algos.common import read_metrics
+from agentdistill.algos.common import latest_checkpoint, read_metrics
 from agentdistill.algos.opsd import DIVERGENCES, OPSDConfig, distill_token_losses, train
+from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.models import load_model
 from agentdistill.policies.hf import HFPolicy
 from agentdistill.rollout import rollout
@@ -37,10 +39,11 @@ def _one_torch_thread():
 
 
 def _cfg(tmp_path, name: str, **overrides) -> OPSDConfig:
-    base = OPSDConfig(model="tiny-random", env_id=SOKOBAN, privileged=("expert_plan",), num_tasks=2,
-                      tasks_per_step=2, group_size=2, max_turns=2, max_new_tokens=6, steps=2, lr=1e-3, seed=0,
-                      max_tokens_per_microbatch=2000, out_dir=str(tmp_path / name), checkpoint_every=2,
-                      device="cpu", dtype="float32")
+    base = OPSDConfig(model=ModelConfig("tiny-random", device="cpu", dtype="float32"),
+                      env=EnvConfig(SOKOBAN, max_turns=2, teacher_privileged=["expert_plan"]),
+                      eval=EvalConfig(num_tasks=0), num_tasks=2, tasks_per_step=2, group_size=2,
+                      max_new_tokens=6, steps=2, lr=1e-3, seed=0, max_tokens_per_microbatch=2000,
+                      out_dir=str(tmp_path / name), checkpoint_every=2, progress=False)
     return replace(base, **overrides)
 
 
@@ -60,13 +63,20 @@ def test_two_step_smoke_run_pins_the_first_step(tmp_path, mode):
         assert first[key] == pytest.approx(value, abs=TOLERANCE), key
         if key != "loss" or mode == "distill":  # these values are small: also pin them relatively
             assert first[key] == pytest.approx(value, rel=RELATIVE), key
-    for key in ("success_rate", "mean_return", "mean_kl", "loss", "tokens_per_s", "grad_norm"):
+    for key in ("success_rate", "mean_return", "mean_kl", "loss", "tokens_per_s", "grad_norm", "pi_leak_rate",
+                "lr", "peak_rss_mb"):
         assert key in first
-    assert first["response_tokens"] > 0 and first["turns"] > 0
+    assert first["response_tokens"] > 0 and first["trained_turns"] > 0
     if mode == "reward":
-        assert {"clip_frac", "zero_adv_frac"} <= first.keys()
+        assert {"clip_fraction", "zero_adv_fraction"} <= first.keys()
     else:
         assert first["loss"] > 0  # frozen teacher with PI vs student without: a real divergence
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("mode", ["reward", "distill"])
@@ -75,13 +85,51 @@ def test_resume_reaches_the_same_state_as_a_straight_run(tmp_path, mode):
     assert train(_cfg(tmp_path, "resumed", mode=mode, steps=2)).final_step == 2
     resumed = train(_cfg(tmp_path, "resumed", mode=mode, steps=4))  # a fresh call: resumes from step 2
     assert resumed.final_step == 4
-    a, b = _weights(straight.run_dir), _weights(resumed.run_dir)
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
+    _assert_same(_weights(straight.run_dir), _weights(resumed.run_dir))
     rows_a, rows_b = read_metrics(straight.run_dir), read_metrics(resumed.run_dir)
     assert [r["step"] for r in rows_b] == [1, 2, 3, 4]
     assert [r["loss"] for r in rows_b] == pytest.approx([r["loss"] for r in rows_a], abs=1e-6)
+
+
+def test_resume_restores_the_ema_teacher(tmp_path):
+    # Distill mode: the loss is the divergence to the teacher, so a teacher restarted from the resumed
+    # weights (rather than restored) would change steps 3 and 4. decay 0.5 keeps it far from both ends.
+    ema = {"mode": "distill", "teacher": "ema", "ema_decay": 0.5}
+    straight = train(_cfg(tmp_path, "straight", steps=4, **ema))
+    assert train(_cfg(tmp_path, "resumed", steps=2, **ema)).final_step == 2
+    resumed = train(_cfg(tmp_path, "resumed", steps=4, **ema))
+    assert resumed.final_step == 4
+    assert latest_checkpoint(resumed.run_dir).name == "step_000004"
+    for name in ("model.pt", "teacher.pt"):
+        _assert_same(*(torch.load(latest_checkpoint(run.run_dir) / name, weights_only=True)
+                       for run in (straight, resumed)))
+    assert [r["loss"] for r in read_metrics(resumed.run_dir)] == pytest.approx(
+        [r["loss"] for r in read_metrics(straight.run_dir)], abs=1e-6)
+
+
+def test_frozen_teacher_is_the_init_from_weights_also_after_a_resume(tmp_path):
+    warm = train(_cfg(tmp_path, "warm", mode="distill", steps=1)).run_dir
+    distill = {"mode": "distill", "init_from": str(warm)}  # distill mode's default teacher is "frozen"
+    current = read_metrics(train(_cfg(tmp_path, "current", teacher="current", steps=1, **distill)).run_dir)
+    straight = train(_cfg(tmp_path, "straight", **distill))
+    # Step 1 sees the same weights on both sides of the divergence for a frozen and a current teacher.
+    assert read_metrics(straight.run_dir)[0]["loss"] == pytest.approx(current[0]["loss"], rel=1e-6)
+    assert train(_cfg(tmp_path, "resumed", steps=1, **distill)).final_step == 1
+    resumed = train(_cfg(tmp_path, "resumed", **distill))
+    _assert_same(_weights(straight.run_dir, 2), _weights(resumed.run_dir, 2))
+    assert [r["loss"] for r in read_metrics(resumed.run_dir)] == pytest.approx(
+        [r["loss"] for r in read_metrics(straight.run_dir)], abs=1e-9)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"env": EnvConfig(SOKOBAN)}, "teacher_privileged"),
+    ({"mode": "distill", "ppo_epochs": 2}, "ppo_epochs"),
+    ({"mode": "sft"}, "mode"),
+    ({"teacher": "separate"}, "teacher"),
+])
+def test_bad_configs_are_refused(tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        train(_cfg(tmp_path, "bad", **overrides))
 
 
 def test_distill_divergence_is_zero_for_equal_views_and_current_teacher():

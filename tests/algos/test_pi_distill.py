@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -181,3 +182,35 @@ def test_alpha_anneal_is_linear_then_constant():
     cfg = PiDistillConfig(alpha=0.5, alpha_start=0.0, alpha_anneal_steps=4)
     assert [alpha_at(cfg, s) for s in range(1, 7)] == pytest.approx([0.0, 0.125, 0.25, 0.375, 0.5, 0.5])
     assert alpha_at(PiDistillConfig(alpha=0.3), 1) == 0.3
+
+
+def test_held_out_evaluation_runs_before_every_n_and_after(tmp_path):
+    cfg = _cfg(tmp_path, "eval", steps=2, eval=EvalConfig(num_tasks=2, every=1), tensorboard=True)
+    result = train(cfg)
+    rows = [json.loads(x) for x in (result.run_dir / "eval.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["view"]) for r in rows] == [(s, v) for s in (0, 1, 2) for v in ("student", "teacher")]
+    for r in rows:
+        assert 0.0 <= r["success_rate"] <= 1.0 and 0.0 <= r["pi_leak_rate"] <= 1.0 and r["mean_turns"] > 0
+    # The step-0 evaluation depends on the initial weights and the eval seed only, not on training settings.
+    other = train(replace(cfg, lr=0.5, steps=1, out_dir=str(tmp_path / "other"), tensorboard=False))
+    first = json.loads((other.run_dir / "eval.jsonl").read_text().splitlines()[0])
+    assert first == rows[0] | {"wall_time_s": first["wall_time_s"]}
+    assert any(p.name.startswith("events.out.tfevents") for p in (result.run_dir / "tb").iterdir())
+    assert (result.run_dir / "plots" / "eval.png").exists()
+
+
+def test_init_from_starts_a_fresh_run_from_another_runs_weights(tmp_path):
+    first = train(_cfg(tmp_path, "first", steps=2))
+    warm = train(_cfg(tmp_path, "warm", steps=1, lr=0.0, init_from=str(first.run_dir)))
+    a, b = _weights(first.run_dir, 2), _weights(warm.run_dir, 1)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=0, rtol=0)
+
+
+def test_ppo_epochs_take_several_gradient_passes_per_round(tmp_path):
+    one = read_metrics(train(_cfg(tmp_path, "e1", steps=1)).run_dir)[0]
+    two = read_metrics(train(_cfg(tmp_path, "e2", steps=1, ppo_epochs=2)).run_dir)[0]
+    assert two["trained_turns"] == one["trained_turns"]  # same sampling round
+    assert two["grad_norm"] != one["grad_norm"]  # the second pass starts from updated weights
+    with pytest.raises(ValueError, match="ppo_epochs"):
+        train(_cfg(tmp_path, "e0", ppo_epochs=0))

@@ -10,6 +10,7 @@ import torch
 
 from agentdistill.algos.common import read_metrics
 from agentdistill.algos.sft import EXPERT_EPISODES_FILE, SFTConfig, train
+from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.envs import default_interface
 from agentdistill.policies import ExpertPolicy
 from agentdistill.rollout import rollout
@@ -23,9 +24,11 @@ LOSS_TOLERANCE = 1e-4
 
 
 def _cfg(tmp_path, name: str, **overrides) -> SFTConfig:
-    base = SFTConfig(model="tiny-random", env_id=SOKOBAN, num_expert_episodes=3, max_turns=6, steps=2,
-                     batch_turns=4, max_tokens_per_microbatch=2000, lr=1e-3, seed=0,
-                     out_dir=str(tmp_path / name), checkpoint_every=2, device="cpu", dtype="float32")
+    base = SFTConfig(model=ModelConfig("tiny-random", device="cpu", dtype="float32"),
+                     env=EnvConfig(SOKOBAN, max_turns=6),
+                     eval=EvalConfig(num_tasks=0), num_tasks=3, steps=2, batch_turns=4,
+                     max_tokens_per_microbatch=2000, lr=1e-3, seed=0, out_dir=str(tmp_path / name),
+                     checkpoint_every=2, progress=False)
     return replace(base, **overrides)
 
 
