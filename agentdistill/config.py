@@ -147,6 +147,8 @@ class TrainConfig:
     """Save a checkpoint every this many steps (and always at the last step)."""
     max_tokens_per_microbatch: Optional[int] = 8192
     """Padded tokens (rows × longest row) per forward micro-batch; null: the whole step in one."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass: far less memory for about a third more time."""
     tensorboard: bool = False
     """Also write metrics as TensorBoard events under out_dir/tb (needs the tensorboard package)."""
     progress: bool = True

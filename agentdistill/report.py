@@ -61,7 +61,7 @@ def plot_metrics(
 ) -> Path | None:
     """Plot ``keys`` (default: the ``CURVE_KEYS`` the log holds) of a metrics file against ``step``.
 
-    One panel per key. Returns the PNG path, or None when there is nothing to plot or matplotlib is missing.
+    One panel per key, three to a row. Returns the PNG path, or None when there is nothing to plot or matplotlib is missing.
     """
     rows = read_jsonl(Path(metrics_path) / METRICS_FILE if Path(metrics_path).is_dir() else metrics_path)
     logged = {k for r in rows for k in r}
@@ -69,13 +69,17 @@ def plot_metrics(
     plt = _pyplot()
     if plt is None or not keys:
         return None
-    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 2.2 * len(keys)), squeeze=False, sharex=True)
-    for ax, key in zip(axes[:, 0], keys):
+    ncols = min(3, len(keys))
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.6 * nrows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
         points = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 30 else None)
-        ax.set_ylabel(key)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("step")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
     fig.tight_layout()
     return _save(fig, plt, out_png)
 

@@ -4,7 +4,8 @@ and under a teacher view that sees the expert plan, and take a gradient step on 
     python examples/distill_step.py                  # tiny random model, seconds
     python examples/distill_step.py smollm2-135m-instruct
 
-The trainers (next issue) wrap exactly these calls in a loop with checkpoints and metrics.
+The trainers (`agentdistill/algos/`, e.g. `opsd.py` with `mode="distill"`) wrap these calls in a loop with
+evaluation, checkpoints and metrics.
 """
 
 import sys

@@ -407,6 +407,8 @@ def start_run(cfg: TrainConfig, *, state: dict[str, Any], model: torch.nn.Module
     if model is None:
         model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
     model.train()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None and cfg.init_from:
         load_weights(model, cfg.init_from)
@@ -511,6 +513,8 @@ def evaluate_run(run: Run) -> list[dict[str, Any]]:
     if cfg.eval.num_tasks == 0 or run.last_eval_step == run.step:
         return []
     views = ["student"] + (["teacher"] if cfg.eval.teacher_view and cfg.env.teacher_privileged else [])
+    logger.info("step %d: evaluating on %d held-out tasks (%s view)", run.step, cfg.eval.num_tasks,
+                " and ".join(views))
     results = evaluate(run.model, run.tokenizer, cfg.env, cfg.eval, views=views,
                        max_new_tokens=cfg.max_new_tokens, history_window=cfg.history_window,
                        seed=cfg.seed, interface=run.interface, batch_size=cfg.rollout_batch)

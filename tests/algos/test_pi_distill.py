@@ -214,3 +214,13 @@ def test_ppo_epochs_take_several_gradient_passes_per_round(tmp_path):
     assert two["grad_norm"] != one["grad_norm"]  # the second pass starts from updated weights
     with pytest.raises(ValueError, match="ppo_epochs"):
         train(_cfg(tmp_path, "e0", ppo_epochs=0))
+
+
+def test_gradient_checkpointing_changes_memory_not_the_step(tmp_path):
+    plain = read_metrics(train(_cfg(tmp_path, "plain", steps=1)).run_dir)[0]
+    recomputed = read_metrics(train(_cfg(tmp_path, "gc", steps=1, gradient_checkpointing=True)).run_dir)[0]
+    for key in ("loss", "grad_norm", "mean_kl"):
+        assert recomputed[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-8), key
+    a, b = _weights(tmp_path / "plain", 1), _weights(tmp_path / "gc", 1)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=0)
