@@ -100,6 +100,21 @@ class EvalConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters via PEFT (``pip install peft``); rank 0 trains every weight."""
+
+    rank: int = 0
+    """Adapter rank r; 0 turns LoRA off (full fine-tuning)."""
+    alpha: float = 16.0
+    """Scaling numerator: the update is (alpha / rank)·B·A."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input."""
+    target_modules: List[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Linear layers that get adapters (names inside each decoder layer)."""
+
+
+@dataclass
 class TrainConfig:
     """The fields every training loop shares; each algorithm's config (``algos/<name>.py``) adds its own."""
 
@@ -147,6 +162,8 @@ class TrainConfig:
     """Save a checkpoint every this many steps (and always at the last step)."""
     max_tokens_per_microbatch: Optional[int] = 8192
     """Padded tokens (rows × longest row) per forward micro-batch; null: the whole step in one."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """LoRA adapters (lora.rank > 0) instead of full fine-tuning; teacher=adapter_disabled then reads the base."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass: far less memory for about a third more time."""
     tensorboard: bool = False

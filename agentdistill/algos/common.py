@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agentdistill.config import LR_SCHEDULES, TrainConfig
+from agentdistill.config import LR_SCHEDULES, LoraConfig, TrainConfig
 from agentdistill.losses import normalizer_for
 from agentdistill.losses.reduce import ReduceMode
 from agentdistill.report import EVAL_FILE, METRICS_FILE, read_jsonl
@@ -213,7 +213,15 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"no checkpoint with model.pt under {path}: pass a training run directory or "
                                 "a checkpoints/step_* folder")
     device = next(model.parameters()).device
-    model.load_state_dict(torch.load(checkpoint / "model.pt", map_location=device, weights_only=True))
+    state = torch.load(checkpoint / "model.pt", map_location=device, weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        lora_saved = any(".lora_A." in k for k in state)
+        raise ValueError(
+            f"{checkpoint} does not fit this model ({'a LoRA' if lora_saved else 'a full'} checkpoint into "
+            f"{'a LoRA' if _is_peft(model) else 'a full'} model?): use the same model.name and lora.rank "
+            f"as the run that wrote it. {str(e).splitlines()[0]}") from None
     return checkpoint
 
 
@@ -413,6 +421,7 @@ def start_run(cfg: TrainConfig, *, state: dict[str, Any], model: torch.nn.Module
     if checkpoint is None and cfg.init_from:
         load_weights(model, cfg.init_from)
         logger.info("initial weights from %s", cfg.init_from)
+    model = with_lora(model, cfg.lora)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
     step = 0
@@ -428,6 +437,24 @@ def start_run(cfg: TrainConfig, *, state: dict[str, Any], model: torch.nn.Module
     if step == 0 and cfg.eval.before:
         evaluate_run(run)
     return run
+
+
+def with_lora(model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
+    """``model`` with LoRA adapters (a ``peft.PeftModel``; only the adapters train), or as is for rank 0."""
+    if lora.rank <= 0 or _is_peft(model):
+        return model
+    try:
+        import peft
+    except ImportError:
+        raise ImportError("lora.rank > 0 needs PEFT: pip install peft (or pip install 'agentdistill[lora]'), "
+                          "or set lora.rank=0 for full fine-tuning") from None
+    spec = peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                           target_modules=list(lora.target_modules), bias="none")
+    return peft.get_peft_model(model, spec)
+
+
+def _is_peft(model: torch.nn.Module) -> bool:
+    return callable(getattr(model, "disable_adapter", None))
 
 
 def _check_train_config(cfg: TrainConfig) -> None:

@@ -106,6 +106,8 @@ MODES = ("reward", "distill")
 DIVERGENCES = {"forward_kl": forward_kl, "reverse_kl": reverse_kl, "generalized_jsd": generalized_jsd}
 SELF_TEACHERS = ("current", "frozen", "ema", "synced", "adapter_disabled")
 """Teacher kinds built from the student's own weights ("separate" is OPD's)."""
+COPY_TEACHERS = ("frozen", "ema", "synced")
+"""Teachers holding their own copy of the weights (built before a resume restores the student)."""
 ZERO_ADV_EPS = 1e-8
 
 
@@ -305,11 +307,18 @@ def train(cfg: OPSDConfig) -> RunResult:
     # ---- set-up: the teacher is built from the initial weights (init_from's, if set) before start_run
     # resumes the student, so a frozen teacher stays the initial policy in a resumed run too; then seed,
     # optimiser, resume, evaluation before training (a fresh run loads init_from again: the same weights)
+    if cfg.lora.rank > 0 and kind in COPY_TEACHERS:
+        raise ValueError(f"teacher={kind!r} keeps a copy of the full weights, which LoRA runs do not train: "
+                         "use teacher=adapter_disabled (the frozen base, no copy) or teacher=current")
     model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
     if cfg.init_from:
         load_weights(model, cfg.init_from)
-    teacher = make_teacher(kind, model, **({"decay": cfg.ema_decay} if kind == "ema" else {}))
+    teacher = (make_teacher(kind, model, **({"decay": cfg.ema_decay} if kind == "ema" else {}))
+               if kind in COPY_TEACHERS else None)
     run = start_run(cfg, state={"cursor": 0}, model=model, tokenizer=tokenizer)
+    model = run.model  # with LoRA, the PEFT wrapper of the same weights
+    if teacher is None:  # current or adapter_disabled: views of the (possibly LoRA-wrapped) student
+        teacher = make_teacher(kind, model)
     if kind == "synced" and run.resumed_from is not None:
         teacher.refresh(model)  # it was synced to the weights the checkpoint holds
     modules = {"teacher": teacher.model} if kind == "ema" else None

@@ -147,3 +147,38 @@ def test_distill_divergence_is_zero_for_equal_views_and_current_teacher():
         assert loss_BT.abs().max().item() == 0.0, divergence
     with_pi, mask_BT = distill_token_losses(model, current, samples, temperature=1.1)
     assert with_pi[mask_BT].abs().max().item() > 0
+
+
+def test_lora_trains_only_the_adapters_and_the_disabled_adapter_is_the_base(tmp_path):
+    pytest.importorskip("peft")
+    from agentdistill.config import LoraConfig
+
+    lora = LoraConfig(rank=4, alpha=8.0, target_modules=["q_proj", "v_proj"])
+    cfg = _cfg(tmp_path, "lora", mode="distill", teacher="adapter_disabled", steps=2, lora=lora)
+    result = train(cfg)
+    first = read_metrics(result.run_dir)[0]
+    assert first["mean_kl"] >= 0.0 and first["grad_norm"] > 0.0
+    weights = torch.load(latest_checkpoint(result.run_dir) / "model.pt", weights_only=True)
+    base, _ = load_model("tiny-random", device="cpu", dtype="float32")
+    base_state = base.state_dict()
+    adapters = [k for k in weights if ".lora_" in k]
+    assert adapters and any(float(weights[k].abs().sum()) > 0 for k in adapters if "lora_B" in k)
+    for key, value in weights.items():  # every base weight is untouched
+        if ".lora_" not in key:
+            plain = key.replace("base_model.model.", "", 1).replace(".base_layer", "")
+            torch.testing.assert_close(value, base_state[plain], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="adapter_disabled"):
+        train(_cfg(tmp_path, "lora-frozen", mode="distill", teacher="frozen", lora=lora))
+
+
+def test_lora_resume_equals_a_straight_run(tmp_path):
+    pytest.importorskip("peft")
+    from agentdistill.config import LoraConfig
+
+    lora = LoraConfig(rank=4, alpha=8.0, target_modules=["q_proj", "v_proj"])
+    settings = {"mode": "distill", "teacher": "adapter_disabled", "lora": lora}
+    straight = train(_cfg(tmp_path, "straight", steps=4, **settings))
+    train(_cfg(tmp_path, "resumed", steps=2, **settings))
+    resumed = train(_cfg(tmp_path, "resumed", steps=4, **settings))
+    _assert_same(*(torch.load(latest_checkpoint(r.run_dir) / "model.pt", weights_only=True)
+                   for r in (straight, resumed)))
