@@ -1,7 +1,8 @@
 """Policies: anything that turns a batch of prompts into replies.
 
 ``base`` defines the ``Policy`` protocol and its records; ``hf`` samples from a transformers model;
-``scripted`` holds the expert and random policies. ``HFPolicy`` is imported lazily so that importing this
+``vllm`` from a colocated vLLM engine (import it from ``agentdistill.policies.vllm``); ``scripted`` holds
+the expert and random policies. ``HFPolicy`` is imported lazily so that importing this
 package never imports torch.
 """
 
