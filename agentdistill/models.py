@@ -162,6 +162,19 @@ def _torch_dtype(dtype: str | None, device: str) -> torch.dtype:
     return _DTYPES[dtype]
 
 
+def model_folder(spec: str) -> Path:
+    """The local folder holding a model spec's files (for engines such as vLLM that load folders)."""
+    if spec == TINY_RANDOM:
+        raise ValueError(f"{TINY_RANDOM!r} is built in memory: write it with save_tiny_random(folder) and pass "
+                         "the folder")
+    resolved = _resolve(spec)
+    if Path(resolved).is_dir():
+        return Path(resolved)
+    from huggingface_hub import try_to_load_from_cache
+
+    return Path(try_to_load_from_cache(resolved, "config.json")).parent
+
+
 def _resolve(spec: str) -> str:
     """Turn a spec into something `from_pretrained(..., local_files_only=True)` can load, or raise."""
     if spec == EMBEDDED_MODEL:

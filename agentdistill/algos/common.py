@@ -394,6 +394,10 @@ class Run:
     step_started: float = 0.0
     last_eval_step: int = -1
     tb: Any = None
+    sampler: Any = None
+    """The sampling policy ``sampling_policy`` built (a VLLMPolicy gets the weights after every step)."""
+    sampler_gap: dict[str, float] | None = None
+    """The last round's vLLM-vs-HF log-prob gap (rollout_engine=vllm)."""
 
 
 def start_run(cfg: TrainConfig, *, state: dict[str, Any], model: torch.nn.Module | None = None,
@@ -465,6 +469,8 @@ def _check_train_config(cfg: TrainConfig) -> None:
         problems.append(f"checkpoint_every must be >= 1, got {cfg.checkpoint_every}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         problems.append(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    if cfg.rollout_engine not in ("hf", "vllm"):
+        problems.append(f"rollout_engine must be 'hf' or 'vllm', got {cfg.rollout_engine!r}")
     if cfg.num_tasks < 1 or cfg.tasks_per_step < 1 or cfg.group_size < 1:
         problems.append("num_tasks, tasks_per_step and group_size must be >= 1")
     if cfg.eval.num_tasks < 0 or cfg.eval.every < 0:
@@ -502,6 +508,8 @@ def end_step(run: Run, metrics: dict[str, float], state: dict[str, Any],
     Order matters for resume: a crash after logging but before the checkpoint is undone by ``start_run``
     (it truncates both logs to the checkpoint's step).
     """
+    if callable(getattr(run.sampler, "load_weights", None)):
+        run.sampler.load_weights(run.model)  # the next round samples from the updated weights
     elapsed = time.perf_counter() - run.step_started
     row = {"step": run.step, **metrics, "lr": run.optimizer.param_groups[0]["lr"], "step_time_s": elapsed}
     if "tokens" in metrics:
@@ -572,12 +580,28 @@ def finish_run(run: Run, metrics: dict[str, float]) -> RunResult:
 
 
 def sampling_policy(run: Run, name: str):
-    """The model as a sampling policy at the training temperature and token budget."""
-    from agentdistill.policies.hf import HFPolicy
-
+    """The model as a sampling policy at the training temperature and token budget: the training model
+    itself (``rollout_engine=hf``) or a vLLM engine holding a copy of its weights (``vllm``)."""
     cfg = run.cfg
-    return HFPolicy(run.model, run.tokenizer, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                    batch_size=cfg.rollout_batch, name=name)
+    if cfg.rollout_engine == "hf":
+        from agentdistill.policies.hf import HFPolicy
+
+        run.sampler = HFPolicy(run.model, run.tokenizer, temperature=cfg.temperature,
+                               max_new_tokens=cfg.max_new_tokens, batch_size=cfg.rollout_batch, name=name)
+    elif cfg.rollout_engine == "vllm":
+        from agentdistill.models import model_folder
+        from agentdistill.policies.vllm import VLLMPolicy
+
+        if cfg.lora.rank > 0:
+            raise ValueError("rollout_engine=vllm with LoRA is not supported yet (the engine would need the "
+                             "merged weights every step): use rollout_engine=hf or lora.rank=0")
+        dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
+        run.sampler = VLLMPolicy(model_folder(cfg.model.name), temperature=cfg.temperature,
+                                 max_new_tokens=cfg.max_new_tokens, dtype=dtype, seed=cfg.seed, name=name)
+        run.sampler.load_weights(run.model)  # init_from or resumed weights, not the folder's
+    else:
+        raise ValueError(f"rollout_engine must be 'hf' or 'vllm', got {cfg.rollout_engine!r}")
+    return run.sampler
 
 
 def rollout_round(run: Run, policy, seeds: Sequence[int], *, privileged: Sequence[str] = (),
@@ -594,13 +618,32 @@ def rollout_round(run: Run, policy, seeds: Sequence[int], *, privileged: Sequenc
     env_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.env.kwargs.items()}
     run.model.eval()
     try:
-        return rollout(cfg.env.id, policy, seeds=seeds, group_size=cfg.group_size, interface=run.interface,
-                       tokenizer=run.tokenizer, teacher_privileged=list(privileged),
-                       view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.env.max_turns,
-                       env_kwargs=env_kwargs, run_seed=rollout_seed(cfg.seed, run.step), progress=False,
-                       act_on=act_on)
+        result = rollout(cfg.env.id, policy, seeds=seeds, group_size=cfg.group_size, interface=run.interface,
+                         tokenizer=run.tokenizer, teacher_privileged=list(privileged),
+                         view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.env.max_turns,
+                         env_kwargs=env_kwargs, run_seed=rollout_seed(cfg.seed, run.step), progress=False,
+                         act_on=act_on)
+        if cfg.rollout_engine == "vllm" and cfg.log_prob_gap:
+            run.sampler_gap = _sampler_gap(run, result, act_on)
     finally:
         run.model.train()
+    return result
+
+
+@torch.no_grad()
+def _sampler_gap(run: Run, result, act_on: str) -> dict[str, float]:
+    """|log π_sampler − log π_hf| over the round's sampled tokens, scored in the view that sampled them."""
+    from agentdistill.policies.vllm import log_prob_gap
+    from agentdistill.scoring import score
+
+    turns = [t for ep in result.episodes for t in ep.turns if t.response_ids and t.sampler_logprobs]
+    if not turns:
+        return {"logprob_gap_mean": 0.0, "logprob_gap_max": 0.0}
+    prompts = [t.teacher_prompt_ids if act_on == "teacher" else t.student_prompt_ids for t in turns]
+    scored = score(run.model, prompts, [t.response_ids for t in turns],
+                   temperature=run.cfg.temperature if run.cfg.temperature > 0 else 1.0,
+                   max_tokens_per_microbatch=run.cfg.max_tokens_per_microbatch)
+    return log_prob_gap([t.sampler_logprobs for t in turns], scored.logprobs_BT, scored.mask_BT)
 
 
 def rollout_metrics(run: Run, result) -> dict[str, float]:
@@ -612,7 +655,7 @@ def rollout_metrics(run: Run, result) -> dict[str, float]:
     return {"success_rate": m.success_rate, "mean_return": m.mean_return, "mean_turns": m.mean_turns,
             "invalid_action_rate": m.invalid_action_rate, "truncation_rate": m.truncation_rate,
             "episodes": len(result.episodes), "pi_leak_rate": pi_leak_rate(result.episodes, run.tokenizer),
-            "rollout_tokens_per_s": m.tokens_per_s, "tokens": tokens}
+            "rollout_tokens_per_s": m.tokens_per_s, "tokens": tokens, **(run.sampler_gap or {})}
 
 
 def clip_gradients(model: torch.nn.Module, max_norm: float | None) -> torch.Tensor:
