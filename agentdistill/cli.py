@@ -97,7 +97,9 @@ def _policy(name: str, cfg: RolloutJobConfig, interface, model, tokenizer):
 
 def _env_kwargs(kwargs: dict) -> dict:
     # YAML has no tuples; envs take (rows, cols)-style knobs as tuples.
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    from agentdistill.config import env_kwargs
+
+    return env_kwargs(kwargs)
 
 
 def print_metrics_table(results: dict[str, dict[str, float]], title: str) -> None:

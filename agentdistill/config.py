@@ -203,6 +203,11 @@ class EvalJobConfig:
     """Where episodes and metrics are written."""
 
 
+def env_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """Env constructor kwargs from YAML: lists become tuples (YAML has none; envs take (rows, cols) knobs)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+
+
 def config_dir() -> Path:
     """The YAML presets: ``configs/`` of a checkout, or the copy packaged inside an installed wheel."""
     here = Path(__file__).resolve().parent

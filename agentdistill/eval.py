@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentdistill.config import EnvConfig, EvalConfig
+from agentdistill.config import EnvConfig, EvalConfig, env_kwargs
 from agentdistill.types import Episode
 
 VIEWS = ("student", "teacher")
@@ -47,8 +47,7 @@ def pi_leak_rate(episodes: Sequence[Episode], tokenizer: Any) -> float:
 
 def eval_env_kwargs(env: EnvConfig) -> dict[str, Any]:
     """``env.kwargs`` with ``env.eval_kwargs`` on top (lists become tuples, as env constructors expect)."""
-    merged = {**env.kwargs, **env.eval_kwargs}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
+    return env_kwargs({**env.kwargs, **env.eval_kwargs})
 
 
 def evaluate(

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agentdistill.config import LR_SCHEDULES, LoraConfig, TrainConfig
+from agentdistill.config import LR_SCHEDULES, LoraConfig, TrainConfig, env_kwargs
 from agentdistill.losses import normalizer_for
 from agentdistill.losses.reduce import ReduceMode
 from agentdistill.report import EVAL_FILE, METRICS_FILE, read_jsonl
@@ -272,21 +272,12 @@ def microbatches_by_tokens(samples: Sequence[TurnSample], max_tokens: int | None
     which is what one forward pass holds in memory. A single sample over the budget goes alone. None
     keeps everything in one micro-batch.
     """
-    if max_tokens is None:
-        return [list(samples)] if samples else []
-    if max_tokens <= 0:
-        raise ValueError(f"max_tokens must be > 0 or None, got {max_tokens}")
-    groups: list[list[TurnSample]] = []
-    longest = 0
-    for s in samples:
-        n = len(s.student_prompt_ids) + len(s.response_ids)
-        if groups and (len(groups[-1]) + 1) * max(longest, n) <= max_tokens:
-            groups[-1].append(s)
-            longest = max(longest, n)
-        else:
-            groups.append([s])
-            longest = n
-    return groups
+    if not samples:
+        return []
+    from agentdistill.scoring import _microbatches
+
+    lengths = [len(s.student_prompt_ids) + len(s.response_ids) for s in samples]
+    return [[samples[i] for i in group] for group in _microbatches(lengths, max_tokens)]
 
 
 def response_mask_BT(samples: Sequence[TurnSample]) -> torch.Tensor:
@@ -615,13 +606,13 @@ def rollout_round(run: Run, policy, seeds: Sequence[int], *, privileged: Sequenc
     from agentdistill.views import ViewSpec
 
     cfg = run.cfg
-    env_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.env.kwargs.items()}
+    kwargs = env_kwargs(cfg.env.kwargs)
     run.model.eval()
     try:
         result = rollout(cfg.env.id, policy, seeds=seeds, group_size=cfg.group_size, interface=run.interface,
                          tokenizer=run.tokenizer, teacher_privileged=list(privileged),
                          view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.env.max_turns,
-                         env_kwargs=env_kwargs, run_seed=rollout_seed(cfg.seed, run.step), progress=False,
+                         env_kwargs=kwargs, run_seed=rollout_seed(cfg.seed, run.step), progress=False,
                          act_on=act_on)
         if cfg.rollout_engine == "vllm" and cfg.log_prob_gap:
             run.sampler_gap = _sampler_gap(run, result, act_on)

@@ -158,11 +158,11 @@ def collect_expert_episodes(cfg: SFTConfig, tokenizer) -> list[Episode]:
 
     seeds = range(cfg.env_seed_start, cfg.env_seed_start + cfg.num_tasks)
     interface = default_interface(cfg.env.id, **cfg.env.interface)
-    # YAML has no tuples; envs take (rows, cols)-style knobs as tuples (as common.rollout_round converts).
-    env_kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.env.kwargs.items()}
+    from agentdistill.config import env_kwargs
+
     result = rollout(cfg.env.id, ExpertPolicy(interface), seeds=seeds, interface=interface,
                      tokenizer=tokenizer, view=ViewSpec(history_window=cfg.history_window),
-                     max_turns=cfg.env.max_turns, env_kwargs=env_kwargs, run_seed=cfg.seed, progress=False)
+                     max_turns=cfg.env.max_turns, env_kwargs=env_kwargs(cfg.env.kwargs), run_seed=cfg.seed, progress=False)
     logger.info("expert: %d episodes, success rate %.2f", len(result.episodes), result.metrics.success_rate)
     return result.episodes
 
