@@ -8,6 +8,10 @@ Commands:
     eval      evaluate a model or a training run's weights on held-out tasks, student and teacher view:
               ``agentdistill eval env=alfworld checkpoint=runs/train/pi_distill/<time>``
     report    ``agentdistill report RUN_DIR``: the evaluation table, before → after, and the plots.
+    collect   run a teacher (the env's expert, a local model, or an OpenAI-compatible endpoint) on tasks and
+              keep its successful action traces as a PI dataset; resumable (rerun with the same out_dir):
+              ``agentdistill collect teacher=openai endpoint.base_url=http://127.0.0.1:8000/v1
+              endpoint.model=NAME env=alfworld split=train num_tasks=200``
     rollout   roll out policies (the model, the env's expert, random) on the same tasks; print a metrics
               table; save episodes. Example:
               ``agentdistill rollout env=sokoban model=smollm2-135m-instruct policies=[hf,expert] n=8``
@@ -185,7 +189,14 @@ def envs_command(argv: Sequence[str]) -> None:
         print(env_id)
 
 
-COMMANDS: dict[str, Callable] = {"rollout": rollout_command, "train": train_command, "eval": eval_command}
+def collect_command(cfg) -> None:
+    from agentdistill.collect import collect
+
+    collect(cfg)
+
+
+COMMANDS: dict[str, Callable] = {"rollout": rollout_command, "train": train_command, "eval": eval_command,
+                                 "collect": collect_command}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -32,6 +32,10 @@ class EnvConfig:
     """Env kwargs overridden for held-out evaluation, e.g. {split: valid_unseen} for ALFWorld."""
     eval_seed_start: int = 1_000_000
     """First env seed of the held-out tasks (disjoint from training seeds unless eval_kwargs picks a split)."""
+    pi_traces: Optional[str] = None
+    """A traces.jsonl from `agentdistill collect`: in training rollouts its traces are the expert_trace PI kind
+    in place of the env's own solver (keep expert_trace in teacher_privileged); held-out evaluation keeps the
+    env's own."""
 
 
 @dataclass
@@ -203,6 +207,64 @@ class EvalJobConfig:
     """Where episodes and metrics are written."""
 
 
+@dataclass
+class EndpointConfig:
+    """An OpenAI-compatible chat endpoint (OpenAI, `vllm serve`, a gateway)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    """Base URL including /v1."""
+    model: str = ""
+    """The served model name."""
+    api_key: Optional[str] = None
+    """null reads $OPENAI_API_KEY (local servers ignore the key)."""
+    price_in: Optional[float] = None
+    """USD per million prompt tokens; null looks the model up in configs/prices.yaml (0 for a free server)."""
+    price_out: Optional[float] = None
+    """USD per million completion tokens; null looks the model up in configs/prices.yaml."""
+    max_concurrency: int = 8
+    """Most requests in flight at once."""
+    timeout_s: float = 60.0
+    """Per-request timeout (a timed-out request is retried)."""
+    max_retries: int = 5
+    """Retries of a request that failed with 429, 5xx, a timeout or a dropped connection."""
+
+
+@dataclass
+class CollectJobConfig:
+    """`agentdistill collect`: run a teacher on tasks and keep its successful action traces (a PI dataset)."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    teacher: str = "expert"
+    """expert (the env's solver), hf (model, a local transformers model) or openai (endpoint)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The local model, for teacher=hf."""
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    """The HTTP model, for teacher=openai."""
+    split: str = "train"
+    """train: the tasks trainers sample (env.kwargs, seeds seed_start..); eval: the held-out ones
+    (env.kwargs + env.eval_kwargs, seeds env.eval_seed_start..)."""
+    num_tasks: int = 64
+    """Tasks to attempt."""
+    seed_start: int = 0
+    """First env seed of split=train (match the trainer's env_seed_start)."""
+    attempts: int = 1
+    """Samples per task; the first successful one is kept."""
+    temperature: float = 0.0
+    """Sampling temperature of model teachers (0: greedy)."""
+    max_new_tokens: int = 256
+    """Token budget per reply of model teachers."""
+    history_window: Optional[int] = None
+    """Past exchanges kept in each prompt; null keeps the whole conversation."""
+    chunk_size: int = 8
+    """Tasks rolled out together; results are saved after each chunk (a kill loses at most one chunk's work)."""
+    seed: int = 0
+    """Seeds sampling."""
+    out_dir: str = "${hydra:runtime.output_dir}"
+    """Where traces.jsonl, attempts.jsonl and summary.json are written; rerun with the same out_dir to resume."""
+    progress: bool = True
+    """Show a progress bar with the success rate and cost so far."""
+
+
 def env_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     """Env constructor kwargs from YAML: lists become tuples (YAML has none; envs take (rows, cols) knobs)."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
@@ -224,6 +286,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_rollout", node=RolloutJobConfig)
     cs.store(name="base_eval", node=EvalJobConfig)
+    cs.store(name="base_collect", node=CollectJobConfig)
     for name in ALGORITHMS:
         cs.store(name=f"base_{name}", node=algorithm(name)[0])
     cs.store(group="env", name="base_env", node=EnvConfig)

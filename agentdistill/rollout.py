@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from agentdistill import envs
 from agentdistill.envs import AgentInterface, public_info
 from agentdistill.policies.base import Completion, Policy, Prompt, sample_seed
+from agentdistill.traces import PI_KIND, TracePI
 from agentdistill.types import Episode, Message, TurnSample, return_to_go
 from agentdistill.views import ViewSpec, end_of_turn_ids, encode, render_turn, window, with_pi
 
@@ -72,6 +73,7 @@ class _Live:
     error: str | None = None
     terminated: bool = False
     truncated: bool = False
+    cost_usd: float = 0.0
 
 
 def rollout(
@@ -91,6 +93,7 @@ def rollout(
     progress: bool = True,
     on_error: Literal["record", "raise"] = "record",
     act_on: Literal["student", "teacher"] = "student",
+    pi_traces: Mapping[str, Any] | None = None,
 ) -> RolloutResult:
     """Roll out ``policy`` on ``len(seeds) × group_size`` episodes of ``env_id``.
 
@@ -114,6 +117,8 @@ def rollout(
             evaluates the student; "teacher" for π-Distill, whose rollouts come from the PI-conditioned view
             of the same model. Either way the TurnSamples keep both views' ids, and the student view never
             contains PI.
+        pi_traces: collected traces by task id (``traces.load_traces``), served as the ``expert_trace`` PI
+            kind in place of the env's own.
     """
     if act_on not in ("student", "teacher"):
         raise ValueError(f"act_on must be 'student' or 'teacher', got {act_on!r}")
@@ -121,12 +126,16 @@ def rollout(
         raise ValueError("act_on='teacher' needs a tokenizer and teacher_privileged=[...] to render the teacher view")
     interface = interface or envs.default_interface(env_id)
     kinds = sorted(set(teacher_privileged) | set(policy.needs_privileged))
+    if pi_traces is not None:
+        kinds = [k for k in kinds if k != PI_KIND]
     eot = end_of_turn_ids(tokenizer)[:1] if tokenizer is not None else ()
     start = time.perf_counter()
     live = []
     for seed in seeds:
         for sample in range(group_size):
             env = envs.make(env_id, privileged=kinds, max_turns=max_turns, **dict(env_kwargs or {}))
+            if pi_traces is not None:
+                env = TracePI(env, pi_traces)
             obs, info = env.reset(seed=seed)
             first = public_info(info)
             messages = [
@@ -213,6 +222,7 @@ def _step(
             raise
         ep.error, ep.done = f"{type(err).__name__}: {err}", True
         return
+    ep.cost_usd += comp.cost_usd
     response_ids = comp.token_ids
     if not response_ids and tokenizer is not None:
         response_ids = encode(tokenizer, comp.text) + eot
@@ -263,7 +273,7 @@ def _finish(ep: _Live, env_id: str, policy_name: str, act_on: str) -> Episode:
         truncated=ep.truncated,
         policy=policy_name,
         error=ep.error,
-        metadata={"act_on": act_on},
+        metadata={"act_on": act_on, "cost_usd": ep.cost_usd},
     )
 
 

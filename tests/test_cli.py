@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from agentdistill.algos import ALGORITHMS, algorithm_of
 from agentdistill.config import (
+    CollectJobConfig,
     EnvConfig,
     EvalJobConfig,
     ModelConfig,
@@ -63,7 +64,7 @@ def test_envs_command_lists_sokoban():
 
 PRESETS = [(group.name, p.stem) for group in sorted(config_dir().iterdir()) if group.is_dir()
            for p in sorted(group.glob("*.yaml"))]
-JOBS = {"rollout": RolloutJobConfig, "eval": EvalJobConfig, "train": TrainConfig}
+JOBS = {"rollout": RolloutJobConfig, "eval": EvalJobConfig, "train": TrainConfig, "collect": CollectJobConfig}
 
 
 def _compose(command: str, overrides: list[str]):

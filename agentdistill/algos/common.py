@@ -389,6 +389,8 @@ class Run:
     """The sampling policy ``sampling_policy`` built (a VLLMPolicy gets the weights after every step)."""
     sampler_gap: dict[str, float] | None = None
     """The last round's vLLM-vs-HF log-prob gap (rollout_engine=vllm)."""
+    pi_traces: dict[str, Any] | None = None
+    """Collected traces by task id (``env.pi_traces``), served as the expert_trace PI kind in rollouts."""
 
 
 def start_run(cfg: TrainConfig, *, state: dict[str, Any], model: torch.nn.Module | None = None,
@@ -427,6 +429,10 @@ def start_run(cfg: TrainConfig, *, state: dict[str, Any], model: torch.nn.Module
     truncate_metrics(run_dir, step, EVAL_FILE)
     run = Run(cfg=cfg, run_dir=run_dir, model=model, tokenizer=tokenizer, optimizer=optimizer,
               interface=interface, step=step, state=dict(state), resumed_from=checkpoint)
+    if cfg.env.pi_traces:
+        from agentdistill.traces import load_traces
+
+        run.pi_traces = load_traces(cfg.env.pi_traces, env_id=cfg.env.id)
     if cfg.tensorboard:
         run.tb = _tensorboard_writer(run_dir)
     if step == 0 and cfg.eval.before:
@@ -466,6 +472,9 @@ def _check_train_config(cfg: TrainConfig) -> None:
         problems.append("num_tasks, tasks_per_step and group_size must be >= 1")
     if cfg.eval.num_tasks < 0 or cfg.eval.every < 0:
         problems.append("eval.num_tasks and eval.every must be >= 0")
+    if cfg.env.pi_traces and "expert_trace" not in cfg.env.teacher_privileged:
+        problems.append("env.pi_traces serves the expert_trace PI kind: add it, e.g. "
+                        "env.teacher_privileged=[expert_trace]")
     if problems:
         raise ValueError("bad training config: " + "; ".join(problems))
 
@@ -613,7 +622,7 @@ def rollout_round(run: Run, policy, seeds: Sequence[int], *, privileged: Sequenc
                          tokenizer=run.tokenizer, teacher_privileged=list(privileged),
                          view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.env.max_turns,
                          env_kwargs=kwargs, run_seed=rollout_seed(cfg.seed, run.step), progress=False,
-                         act_on=act_on)
+                         act_on=act_on, pi_traces=run.pi_traces)
         if cfg.rollout_engine == "vllm" and cfg.log_prob_gap:
             run.sampler_gap = _sampler_gap(run, result, act_on)
     finally:

@@ -37,6 +37,8 @@ class Completion:
     token_ids: tuple[int, ...] = ()
     logprobs: tuple[float, ...] | None = None
     finish_reason: FinishReason = "stop"
+    cost_usd: float = 0.0
+    """What producing this reply was billed (HTTP policies); 0 for local models and scripts."""
 
 
 @runtime_checkable

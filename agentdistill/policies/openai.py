@@ -299,7 +299,8 @@ class OpenAIPolicy:
             for p in prompts
         ]
         return [
-            Completion(text=r.texts[0], finish_reason="length" if r.finish_reasons[0] == "length" else "stop")
+            Completion(text=r.texts[0], finish_reason="length" if r.finish_reasons[0] == "length" else "stop",
+                       cost_usd=r.cost_usd)
             for r in self.client.chat_many(requests)
         ]
 

@@ -110,6 +110,7 @@ def test_policy_plays_an_env_through_rollout(server_url):
     assert len(result.episodes) == 2 and all(ep.num_turns >= 1 for ep in result.episodes)
     assert policy.usage.calls == sum(ep.num_turns for ep in result.episodes)
     assert policy.usage.cost_usd > 0
+    assert sum(ep.metadata["cost_usd"] for ep in result.episodes) == pytest.approx(policy.usage.cost_usd)
 
 
 def test_price_table():

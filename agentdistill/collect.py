@@ -1,0 +1,170 @@
+"""``agentdistill collect``: run a teacher on tasks and keep its successful action traces as a PI dataset.
+
+The teacher is the env's expert (its solver), a local transformers model (``teacher=hf``) or any
+OpenAI-compatible endpoint (``teacher=openai endpoint.base_url=... endpoint.model=...``). Tasks are rolled
+out ``chunk_size`` at a time, ``attempts`` samples each; after every chunk each task gets one line in
+``attempts.jsonl`` (solved or not, turns, dollars, the trace if solved) and then each solved task one
+``Trace`` in ``traces.jsonl`` (its valid actions in order). Every line is flushed and fsynced before the next
+is written, so the attempt line is the commit point of a task.
+
+Resuming: rerun the same command with the same ``out_dir``. A partial last line left by a kill is cut off; a
+trace whose attempt line was written but not the trace line itself is written from the attempt line; tasks
+with an attempt line are skipped; a chunk cut short by the kill is rolled out again.
+Because every sample's seed depends only on (seed, task, sample, turn), the resumed files hold the same
+lines as an uninterrupted run's. A different job in the same ``out_dir`` (another env, split or teacher) is
+refused.
+
+Use the traces for training with ``env.pi_traces=<out_dir>/traces.jsonl`` (PI kind ``expert_trace``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from agentdistill import envs
+from agentdistill.config import CollectJobConfig, env_kwargs
+from agentdistill.traces import JsonlLog, Trace
+from agentdistill.types import Episode
+
+TEACHERS = ("expert", "hf", "openai")
+SPLITS = ("train", "eval")
+
+
+@dataclass(frozen=True)
+class CollectSummary:
+    tasks: int
+    solved: int
+    success_rate: float
+    cost_usd: float
+    """Dollars over every attempt in the files, earlier (resumed) runs included."""
+    traces_path: str
+    new_tasks: int
+    """Tasks rolled out by this invocation (the rest were done by an earlier one)."""
+
+
+def collect(cfg: CollectJobConfig) -> CollectSummary:
+    """Roll the teacher out on the split's tasks not yet in ``out_dir`` and append what it solved."""
+    from agentdistill.rollout import rollout
+    from agentdistill.runs import write_run_info
+    from agentdistill.views import ViewSpec
+
+    _check(cfg)
+    out = Path(cfg.out_dir)
+    kwargs, seeds = _tasks(cfg)
+    interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
+    policy, tokenizer, price = _teacher(cfg, interface)
+    header = {"env_id": cfg.env.id, "env_kwargs": kwargs, "split": cfg.split, "teacher": policy.name}
+    traces = JsonlLog.open(out / "traces.jsonl", header)  # refuses another job's out_dir before writing
+    attempts = JsonlLog.open(out / "attempts.jsonl", header)
+    write_run_info(out, cfg)
+    if price is not None:  # the price table is stored with the run (what the dollars were computed from)
+        (out / "prices.json").write_text(json.dumps({cfg.endpoint.model: asdict(price)}, indent=2) + "\n")
+    done = {r["seed"]: r for r in attempts.records()}
+    solved_seeds = {r["seed"] for r in traces.records()}
+    for record in done.values():  # killed between a task's attempt line and its trace line
+        if record["trace"] is not None and record["seed"] not in solved_seeds:
+            traces.append(Trace(**{**record["trace"], "actions": tuple(record["trace"]["actions"])}))
+            solved_seeds.add(record["seed"])
+    todo = [s for s in seeds if s not in done]
+    solved = len(solved_seeds & set(seeds))
+    cost = sum(r["cost_usd"] for r in done.values())
+    bar = tqdm(total=len(seeds), initial=len(seeds) - len(todo), desc=f"collect {policy.name}", unit="task",
+               disable=not cfg.progress)
+    for start in range(0, len(todo), cfg.chunk_size):
+        chunk = todo[start : start + cfg.chunk_size]
+        result = rollout(
+            cfg.env.id, policy, seeds=chunk, group_size=cfg.attempts, interface=interface, tokenizer=tokenizer,
+            view=ViewSpec(history_window=cfg.history_window), max_turns=cfg.env.max_turns, env_kwargs=kwargs,
+            run_seed=cfg.seed, progress=False,
+        )
+        by_seed: dict[int, list[Episode]] = defaultdict(list)
+        for ep in result.episodes:
+            by_seed[ep.seed].append(ep)
+        for seed in chunk:
+            episodes = by_seed[seed]
+            winner = next((ep for ep in episodes if ep.won), None)
+            task_cost = sum(ep.metadata.get("cost_usd", 0.0) for ep in episodes)
+            trace = _trace(winner, task_cost) if winner is not None else None
+            attempts.append(_attempt(seed, episodes, trace, task_cost))
+            if trace is not None:
+                traces.append(trace)
+                solved += 1
+            cost += task_cost
+        bar.update(len(chunk))
+        finished = bar.n
+        bar.set_postfix(success=f"{solved / max(finished, 1):.2f}", cost=f"${cost:.4f}")
+    bar.close()
+    summary = CollectSummary(tasks=len(seeds), solved=solved, success_rate=solved / len(seeds), cost_usd=cost,
+                             traces_path=str(traces.path), new_tasks=len(todo))
+    (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    usage = getattr(policy, "usage", None)
+    if usage is not None:
+        print(f"this run: {usage.calls} calls, {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
+              f"tokens, {usage.retries} retries, ${usage.cost_usd:.4f}")
+    print(f"solved {solved}/{len(seeds)} tasks ({summary.success_rate:.1%}), ${cost:.4f} in all; traces: "
+          f"{traces.path}")
+    print(f"train with them: env.pi_traces={traces.path} env.teacher_privileged=[expert_trace]")
+    return summary
+
+
+def _check(cfg: CollectJobConfig) -> None:
+    if cfg.teacher not in TEACHERS:
+        raise ValueError(f"unknown teacher {cfg.teacher!r}: choose from {list(TEACHERS)}")
+    if cfg.split not in SPLITS:
+        raise ValueError(f"unknown split {cfg.split!r}: choose from {list(SPLITS)}")
+    if cfg.num_tasks < 1 or cfg.attempts < 1 or cfg.chunk_size < 1:
+        raise ValueError("num_tasks, attempts and chunk_size must be >= 1")
+    if cfg.teacher == "openai" and not cfg.endpoint.model:
+        raise ValueError("teacher=openai needs endpoint.model=<served model name> (and endpoint.base_url=...)")
+
+
+def _tasks(cfg: CollectJobConfig) -> tuple[dict[str, Any], list[int]]:
+    if cfg.split == "train":
+        return env_kwargs(cfg.env.kwargs), list(range(cfg.seed_start, cfg.seed_start + cfg.num_tasks))
+    first = cfg.env.eval_seed_start
+    return env_kwargs({**cfg.env.kwargs, **cfg.env.eval_kwargs}), list(range(first, first + cfg.num_tasks))
+
+
+def _teacher(cfg: CollectJobConfig, interface):
+    """(policy, tokenizer or None, price or None) for ``cfg.teacher``."""
+    if cfg.teacher == "expert":
+        from agentdistill.policies import ExpertPolicy
+
+        return ExpertPolicy(interface), None, None
+    if cfg.teacher == "hf":
+        from agentdistill.models import load_model
+        from agentdistill.policies.hf import HFPolicy
+
+        model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
+        model.eval()
+        policy = HFPolicy(model, tokenizer, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                          name=f"hf:{cfg.model.name}")
+        return policy, tokenizer, None
+    from agentdistill.policies.openai import OpenAIClient, OpenAIPolicy, Price, price_for
+
+    e = cfg.endpoint
+    if (e.price_in is None) != (e.price_out is None):
+        raise ValueError("give both endpoint.price_in and endpoint.price_out, or neither (then the price table)")
+    price = Price(e.price_in, e.price_out) if e.price_in is not None else price_for(e.model)
+    client = OpenAIClient(e.base_url, e.model, price, api_key=e.api_key, max_concurrency=e.max_concurrency,
+                          timeout_s=e.timeout_s, max_retries=e.max_retries)
+    return OpenAIPolicy(client, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens), None, price
+
+
+def _trace(ep: Episode, cost_usd: float) -> Trace:
+    return Trace(task_id=ep.task_id, seed=ep.seed, task=ep.task,
+                 actions=tuple(t.action for t in ep.turns if not t.invalid_action and t.action is not None),
+                 total_reward=ep.total_reward, turns=ep.num_turns, cost_usd=cost_usd)
+
+
+def _attempt(seed: int, episodes: list[Episode], trace: Trace | None, cost_usd: float) -> dict[str, Any]:
+    return {"seed": seed, "task_id": episodes[0].task_id, "solved": trace is not None, "samples": len(episodes),
+            "turns": [ep.num_turns for ep in episodes], "returns": [ep.total_reward for ep in episodes],
+            "errors": [ep.error for ep in episodes if ep.error], "cost_usd": cost_usd,
+            "trace": None if trace is None else json.loads(trace.to_json())}
