@@ -10,6 +10,11 @@ alone (steps/s without and with the expert-plan solver).
 
     python benchmarks/rollout_throughput.py                     # SmolLM2-135M, 8 tasks, CPU defaults
     python benchmarks/rollout_throughput.py --model tiny-random --tasks 32 --max-turns 5
+    python benchmarks/rollout_throughput.py --model FOLDER --random-init --no-vllm   # no weights at hand
+
+``--random-init`` builds the folder's architecture with random weights (config and tokenizer only): the
+compute per token is the model's, so tokens/s are comparable, but replies are noise and run to
+``--max-new-tokens`` (used for the GPU figures, where the weights cannot be carried).
 
 Prints a table, writes a JSON next to this file (or --out), and ends with headline lines `name: value`.
 """
@@ -61,22 +66,26 @@ def main() -> None:
     parser.add_argument("--max-turns", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=32, help="most prompts per HF generate call")
     parser.add_argument("--env-steps", type=int, default=20_000)
     parser.add_argument("--no-vllm", action="store_true", help="skip the vLLM arm")
+    parser.add_argument("--random-init", action="store_true",
+                        help="random weights with --model's architecture (a folder with config and tokenizer)")
+    parser.add_argument("--skip-serial", action="store_true", help="skip the one-episode-per-call arm")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     args = parser.parse_args()
 
-    model, tokenizer = load_model(args.model)
-    policy = HFPolicy(model, tokenizer, temperature=1.0, max_new_tokens=args.max_new_tokens)
+    model, tokenizer = random_model(args.model) if args.random_init else load_model(args.model)
+    policy = HFPolicy(model, tokenizer, temperature=1.0, max_new_tokens=args.max_new_tokens,
+                      batch_size=args.batch_size)
     time_rollout(policy, tokenizer, argparse.Namespace(**{**vars(args), "tasks": 1, "max_turns": 1}), None)  # warm-up
     batched = time_rollout(policy, tokenizer, args, max_batch=None)
-    serial = time_rollout(policy, tokenizer, args, max_batch=1)
+    serial = batched if args.skip_serial else time_rollout(policy, tokenizer, args, max_batch=1)
     same = [e.messages for e in batched.episodes] == [e.messages for e in serial.episodes]
 
-    rows = {
-        "HF batched (one call per step)": batched,
-        "HF one episode per call": serial,
-    }
+    rows = {"HF batched (one call per step)": batched}
+    if not args.skip_serial:
+        rows["HF one episode per call"] = serial
     vllm = None if args.no_vllm else vllm_arm(args, tokenizer)
     if vllm is not None:
         rows["vLLM (one call per step)"] = vllm
@@ -92,7 +101,8 @@ def main() -> None:
 
     result = {
         "machine": f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
-        "device": str(next(model.parameters()).device),
+        "device": device_name(model),
+        "dtype": str(next(model.parameters()).dtype),
         "args": {k: str(v) for k, v in vars(args).items()},
         "batched_tokens_per_s": batched.metrics.tokens_per_s,
         "serial_tokens_per_s": serial.metrics.tokens_per_s,
@@ -113,6 +123,24 @@ def main() -> None:
     if vllm is not None:
         print(f"vllm_tokens_per_s: {vllm.metrics.tokens_per_s:.1f}")
         print(f"vllm_over_hf_tokens_per_s: {result['vllm_over_hf_tokens_per_s']:.2f}")
+
+
+def random_model(folder: str):
+    """``folder``'s architecture with seeded random weights, in the dtype and device load_model would pick."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from agentdistill.models import load_tokenizer
+
+    torch.manual_seed(0)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder), dtype=dtype).to(device).eval()
+    return model, load_tokenizer(folder)
+
+
+def device_name(model) -> str:
+    device = next(model.parameters()).device
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or ''})"
 
 
 def turns_per_s(result) -> float:

@@ -66,7 +66,9 @@ class HFPolicy:
             attention[row, width - len(ids) :] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        # Generators live on the model's device: the noise is drawn where the logits are, and only the picked
+        # ids and log-probs cross to the host (B numbers per token, not B × V).
+        generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
         tokens: list[list[int]] = [[] for _ in range(n)]
@@ -107,11 +109,12 @@ class HFPolicy:
     def _sample(self, logits_BV: torch.Tensor, generators: list[torch.Generator]) -> tuple[list[int], list[float]]:
         """Gumbel-max sampling with one generator per row; returns ids and their tempered log-probs."""
         scale = self.temperature if self.temperature > 0 else 1.0
-        logprobs_BV = torch.log_softmax(logits_BV / scale, dim=-1).cpu()
+        logprobs_BV = torch.log_softmax(logits_BV / scale, dim=-1)
         if self.temperature == 0:
             ids = logprobs_BV.argmax(-1)
         else:
-            uniform_BV = torch.stack([torch.rand(logprobs_BV.shape[-1], generator=g) for g in generators])
+            vocab, device = logprobs_BV.shape[-1], logprobs_BV.device
+            uniform_BV = torch.stack([torch.rand(vocab, generator=g, device=device) for g in generators])
             gumbel_BV = -torch.log(-torch.log(uniform_BV.clamp_min(1e-20)))
             ids = (logprobs_BV + gumbel_BV).argmax(-1)
         picked = logprobs_BV.gather(-1, ids[:, None])[:, 0]
