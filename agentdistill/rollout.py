@@ -273,7 +273,8 @@ def _finish(ep: _Live, env_id: str, policy_name: str, act_on: str) -> Episode:
         truncated=ep.truncated,
         policy=policy_name,
         error=ep.error,
-        metadata={"act_on": act_on, "cost_usd": ep.cost_usd},
+        metadata={"act_on": act_on, "cost_usd": ep.cost_usd,
+                  "task_family": str(last_info.get("task_type", env_id))},
     )
 
 

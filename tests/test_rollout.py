@@ -145,7 +145,7 @@ def test_acting_on_the_teacher_view_keeps_the_student_view_clean(tiny, toy_inter
     assert all(CANARY in tok.decode(p.token_ids) for p in recorder.seen)
     assert all(CANARY not in tok.decode(t.student_prompt_ids) for t in turns)
     assert all(CANARY not in m.content for m in result.episodes[0].messages)
-    assert result.episodes[0].metadata == {"act_on": "teacher", "cost_usd": 0.0}
+    assert result.episodes[0].metadata == {"act_on": "teacher", "cost_usd": 0.0, "task_family": "agentdistill/Toy-v0"}
     # the sampler's log-probs are those of the teacher view
     from agentdistill.scoring import score
 

@@ -6,6 +6,7 @@
 - ``opsd``        on-policy self-distillation: ``mode="reward"`` (π-Distill paper's OPSD, R − β·KL) or
                   ``mode="distill"`` (Self-Distilled Reasoner: per-token divergence to a frozen PI view)
 - ``pi_distill``  π-Distill: α·J_teacher + (1−α)·J_student, rollouts from the PI-conditioned view
+- ``skill_sd``    Skill-SD: GRPO + λ·IW-k3 reverse KL to a teacher view conditioned on UCB-picked skills
 - ``common``      the helpers two or more loops share: run directories, metrics, checkpoints, micro-batching
 
 Import the loop you need from its module (``from agentdistill.algos.sft import SFTConfig, train``), or by
@@ -24,6 +25,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "opd": ("agentdistill.algos.opd", "OPDConfig"),
     "opsd": ("agentdistill.algos.opsd", "OPSDConfig"),
     "pi_distill": ("agentdistill.algos.pi_distill", "PiDistillConfig"),
+    "skill_sd": ("agentdistill.algos.skill_sd", "SkillSDConfig"),
 }
 """Algorithm name (``algo=<name>`` on the command line) → (module, config class)."""
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import openai
 
@@ -120,6 +121,8 @@ class ChatRequest:
     seed: int | None = None
     n: int = 1
     stop: tuple[str, ...] = ()
+    response_format: Mapping[str, Any] | None = None
+    """e.g. {"type": "json_schema", "json_schema": {...}}: constrained output (OpenAI and vLLM support it)."""
 
 
 @dataclass
@@ -188,6 +191,7 @@ class OpenAIClient:
                         model=self.model, messages=list(request.messages), temperature=request.temperature,
                         max_tokens=request.max_tokens, n=request.n, seed=request.seed,
                         stop=list(request.stop) or None,
+                        **({"response_format": dict(request.response_format)} if request.response_format else {}),
                     )
                 break
             except _RETRYABLE as e:

@@ -1,0 +1,382 @@
+"""Skill-SD: GRPO plus importance-weighted reverse KL to a teacher view that reads skills (arXiv 2604.10674).
+
+The student always acts under the plain prompt x. Finished episodes are summarised (off the training thread)
+into skills kept in a ``SkillBank``; for each task a skill S(x) of its family is picked by UCB and rendered
+into the *teacher* view only, x ⊕ S(x). The student's own tokens are re-scored there by the teacher θ̄
+(a copy synced from the student at the start of every iteration), and the loss is
+
+    L = L_GRPO + λ · L_SDL,    λ = 0.001 (the paper's best)
+    L_GRPO = −(1/N) Σ_i Σ_t min(r_t Â_i, clip(r_t, 1−ε_low, 1+ε_high) Â_i),  r_t = π_θ(y_t|x)/π_old(y_t|x)
+    L_SDL  =  (1/N) Σ_i Σ_t ρ_t (e^{−ℓ_t} − 1 + ℓ_t),   ρ_t = π_θ(y_t|x)/sg π_old(y_t|x),
+              ℓ_t = log π_θ(y_t|x) − log π_θ̄(y_t|x ⊕ S(x))
+
+with N the step's response tokens (token-mean), Â_i the group-centred episode reward (GRPO), and π_old the
+sampler's log-probs. ρ makes the k3 estimator's gradient the reverse-KL one (without it, k3 on samples has the
+forward-KL gradient; methods §9.5). Turns of a task with no skill yet (cold start: the bank begins empty) get
+the GRPO term only. Zero-advantage groups are kept by default: the KL term still teaches on them.
+
+Usefulness, the bandit's reward (our definition; the paper gives none): for a task whose G episodes have
+unequal rewards, u = the fraction of (better, worse) episode pairs where the teacher view's log-likelihood
+gain g_i = mean_t[log π_θ̄(y_t|x ⊕ S) − log π_old(y_t|x)] is larger for the better episode (ties count ½).
+A skill that makes the teacher prefer what worked scores near 1, an irrelevant one near ½.
+
+Teacher: ``synced`` (θ̄ ← θ at the start of every iteration; the paper's), ``frozen`` (the initial weights) or
+``ema`` (θ̄ ← d·θ̄ + (1−d)·θ after every step) for ablations. The bank is saved in every checkpoint (the loop
+state) and in ``skills.json``, so a resumed run continues with the same skills. With ``async_summaries`` the
+skills of step k reach the bank when they are ready (at the start of a later step), which makes runs depend
+on timing, and summaries still pending at a kill are lost; set it false for bit-reproducible runs (the
+summaries of step k then join the bank at the end of step k, before its checkpoint).
+
+Run from the command line (``configs/algo/skill_sd.yaml``)::
+
+    agentdistill train algo=skill_sd env=sokoban model=tiny-random steps=2
+
+Summarisers: ``summariser=template`` (deterministic, no model), ``summariser=llm endpoint.base_url=...
+endpoint.model=...`` (any OpenAI-compatible server), ``summariser=model`` (the training model itself).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from agentdistill.algos.common import (
+    RunResult,
+    backward_microbatches,
+    clip_gradients,
+    end_step,
+    finish_run,
+    load_module_state,
+    microbatches_by_tokens,
+    padded_BT,
+    rollout_metrics,
+    rollout_round,
+    sampler_logprobs_BT,
+    sampling_policy,
+    start_run,
+    start_step,
+    task_seeds,
+)
+from agentdistill.algos.grpo import episode_advantages, episode_reward, select_groups
+from agentdistill.config import EndpointConfig, TrainConfig
+from agentdistill.losses import iw_k3, ppo_clip, ppo_clipped, reduce_loss
+from agentdistill.models import load_model
+from agentdistill.scoring import score
+from agentdistill.skills import LLMSummariser, ModelSummariser, SkillBank, SkillWorker, TemplateSummariser
+from agentdistill.teachers import make_teacher
+from agentdistill.types import Episode, TurnSample
+from agentdistill.views import ViewSpec, render_turn
+
+logger = logging.getLogger(__name__)
+
+TEACHERS = ("synced", "frozen", "ema")
+SUMMARISERS = ("template", "llm", "model")
+
+
+@dataclass
+class SkillSDConfig(TrainConfig):
+    """Skill-SD's own knobs; the shared ones come from TrainConfig."""
+
+    lam: float = 0.001
+    """λ, the weight of the importance-weighted k3 reverse KL (token-mean, like the GRPO term)."""
+    clip_low: float = 0.2
+    """ε_low of the PPO ratio clip."""
+    clip_high: float = 0.28
+    """ε_high (asymmetric, DAPO-style; the paper's value is not published)."""
+    truncation_reward: Optional[float] = 0.0
+    """Reward of an episode cut by the turn budget without a win; null keeps its summed env reward."""
+    scale_by_std: bool = False
+    """Divide group-centred advantages by the group's reward std."""
+    drop_zero_adv_groups: bool = False
+    """Drop all-equal-reward groups (they still carry the KL term, so kept by default)."""
+    teacher: str = "synced"
+    """synced (θ̄ ← θ every iteration; the paper's), frozen (initial weights) or ema."""
+    ema_decay: float = 0.95
+    """Decay of an ema teacher."""
+    summariser: str = "template"
+    """template (deterministic), llm (endpoint), or model (the training model itself, between updates)."""
+    endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    """The summariser's OpenAI-compatible endpoint (summariser=llm)."""
+    async_summaries: bool = True
+    """Summarise off the training thread (skills land when ready); false: inline, bit-reproducible."""
+    summary_attempts: int = 3
+    """Tries per summary before it is dropped (failures are counted, never raised)."""
+    skills_per_prompt: int = 1
+    """Skills rendered into each teacher view (the UCB top-k of the task's family)."""
+    ucb_exploration: float = 1.0
+    """c in UCB1's  ū + c·sqrt(2 ln N / n)."""
+    max_skills_per_family: int = 32
+    """Bank capacity per task family (the least useful skill is evicted)."""
+    initial_skills: Optional[str] = None
+    """A skills.json to start the bank from (e.g. another run's); null: empty bank (cold start)."""
+    out_dir: str = "runs/skill_sd"
+    """Run directory."""
+
+
+def train(cfg: SkillSDConfig) -> RunResult:
+    """Run (or resume) Skill-SD as ``cfg`` says; returns the final step, the last metrics and the run dir."""
+    _check(cfg)
+    # ---- set-up: a frozen/ema/synced teacher copy from the initial weights, then start_run resumes
+    model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
+    if cfg.init_from:
+        from agentdistill.algos.common import load_weights
+
+        load_weights(model, cfg.init_from)
+    teacher = make_teacher(cfg.teacher, model, **({"decay": cfg.ema_decay} if cfg.teacher == "ema" else {}))
+    bank = _initial_bank(cfg)
+    run = start_run(cfg, state={"cursor": 0, "bank": bank.to_dict()}, model=model, tokenizer=tokenizer)
+    model = run.model
+    bank = SkillBank.from_dict(run.state["bank"])
+    if cfg.teacher == "ema" and run.resumed_from is not None:
+        load_module_state(run.resumed_from, "teacher", teacher.model)
+    modules = {"teacher": teacher.model} if cfg.teacher == "ema" else None
+    worker = SkillWorker(_summariser(cfg, model, tokenizer), asynchronous=cfg.async_summaries,
+                         max_attempts=cfg.summary_attempts)
+    policy = sampling_policy(run, "skill-sd-student")
+    spec = ViewSpec(history_window=cfg.history_window)
+    logger.info("Skill-SD (λ=%g, teacher %s, summariser %s) on %s, %d steps, out_dir=%s", cfg.lam, cfg.teacher,
+                worker.summariser.name, cfg.env.id, cfg.steps, run.run_dir)
+
+    metrics: dict[str, float] = {}
+    created = 0
+    try:
+        for _ in tqdm(range(run.step, cfg.steps), initial=run.step, total=cfg.steps, desc="Skill-SD",
+                      disable=not cfg.progress):
+            start_step(run)
+            if cfg.teacher == "synced":
+                teacher.refresh(model)  # θ̄ ← θ at the start of the iteration
+            created += _absorb(worker, bank, run.step)  # async summaries that finished since the last step
+
+            # ---- rollout: the student under the plain prompt; GRPO advantages per task group
+            cursor = run.state["cursor"]
+            seeds = task_seeds(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed, cfg.env_seed_start)
+            result = rollout_round(run, policy, seeds)
+            rewards = [episode_reward(ep, cfg.truncation_reward) for ep in result.episodes]
+            advantages = episode_advantages(result.episodes, rewards, scale_by_std=cfg.scale_by_std)
+            groups = _groups(result.episodes)
+
+            # ---- skills: UCB pick per task, teacher view x ⊕ S(x) scored by θ̄ on the student's own tokens
+            teacher_lp: dict[int, tuple[float, ...]] = {}
+            used = 0
+            with teacher.model_for_scoring() as teacher_model:
+                for group in groups:
+                    skills = bank.select(group[0].metadata["task_family"], cfg.skills_per_prompt, step=run.step)
+                    if not skills:
+                        continue
+                    used += 1
+                    skill_text = "\n\n".join(s.render() for s in skills)
+                    lps = _teacher_logprobs(teacher_model, tokenizer, group, skill_text, spec, cfg)
+                    teacher_lp.update(lps)
+                    u = usefulness(group, [episode_reward(ep, cfg.truncation_reward) for ep in group], lps)
+                    mean_reward = sum(episode_reward(ep, cfg.truncation_reward) for ep in group) / len(group)
+                    for s in skills:
+                        bank.observe(s.skill_id, u, reward=mean_reward)
+
+            # ---- loss and update: GRPO + λ·IW-k3, token mean over the step's response tokens
+            kept, zero_fraction = select_groups(result.episodes, advantages, drop_zero=cfg.drop_zero_adv_groups)
+            samples = [t for ep in kept for t in ep.turns if t.response_ids]
+            adv_of = {id(t): advantages[ep.episode_id] for ep in kept for t in ep.turns}
+            stats: dict[str, float] = {}
+            micro = microbatches_by_tokens(samples, cfg.max_tokens_per_microbatch)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss = backward_microbatches(
+                micro,
+                lambda mb, n: skill_sd_loss(model, mb, [adv_of[id(t)] for t in mb],
+                                            [teacher_lp.get(id(t)) for t in mb], normalizer=n, lam=cfg.lam,
+                                            temperature=cfg.temperature, clip_low=cfg.clip_low,
+                                            clip_high=cfg.clip_high, stats=stats),
+                mode="token_mean") if samples else 0.0
+            grad_norm = float(clip_gradients(model, cfg.max_grad_norm)) if samples else 0.0
+            if samples:
+                run.optimizer.step()
+            if cfg.teacher == "ema":
+                teacher.refresh(model)
+
+            # ---- the step's episodes go to the summariser, one job per task
+            for group in groups:
+                worker.submit(group[0].metadata["task_family"], group, run.step)
+            created += _absorb(worker, bank, run.step)  # inline summaries are done already
+            run.step += 1
+            run.state = {"cursor": cursor + cfg.tasks_per_step, "bank": bank.to_dict()}
+            _write_bank(run.run_dir, bank)
+
+            # ---- log, evaluate, checkpoint (the bank rides in the loop state)
+            tokens = max(stats.get("tokens", 0.0), 1.0)
+            kl_tokens = max(stats.get("kl_tokens", 0.0), 1.0)
+            metrics = end_step(run, {
+                **rollout_metrics(run, result),
+                "mean_reward": sum(rewards) / max(len(rewards), 1),
+                "zero_adv_fraction": zero_fraction,
+                "loss": loss,
+                "loss_grpo": stats.get("grpo", 0.0) / tokens,
+                "loss_sdl": stats.get("sdl", 0.0) / kl_tokens,
+                "clip_fraction": stats.get("clipped", 0.0) / tokens,
+                "skill_coverage": used / max(len(groups), 1),
+                "skill_tokens_fraction": stats.get("kl_tokens", 0.0) / tokens,
+                "skills_created": float(created),
+                "summaries_failed": float(worker.stats.failed_attempts),
+                "summaries_dropped": float(worker.stats.dropped),
+                "summaries_pending": float(worker.pending),
+                **bank.stats(),
+                "grad_norm": grad_norm,
+                "trained_turns": len(samples),
+                "response_tokens": sum(len(s.response_ids) for s in samples),
+            }, run.state, modules)
+    finally:
+        worker.close()
+    return finish_run(run, metrics)
+
+
+def _check(cfg: SkillSDConfig) -> None:
+    if cfg.teacher not in TEACHERS:
+        raise ValueError(f"teacher must be one of {list(TEACHERS)}, got {cfg.teacher!r}")
+    if cfg.summariser not in SUMMARISERS:
+        raise ValueError(f"summariser must be one of {list(SUMMARISERS)}, got {cfg.summariser!r}")
+    if cfg.summariser == "llm" and not cfg.endpoint.model:
+        raise ValueError("summariser=llm needs endpoint.model=<served model> (and endpoint.base_url=...)")
+    if not cfg.temperature > 0:
+        raise ValueError(f"Skill-SD samples and computes ratios at temperature > 0, got {cfg.temperature}")
+    if cfg.lam < 0 or cfg.skills_per_prompt < 1:
+        raise ValueError("lam must be >= 0 and skills_per_prompt >= 1")
+    if cfg.lora.rank > 0:
+        raise ValueError("Skill-SD's teacher is a copy of the full weights: LoRA runs are not supported yet "
+                         "(set lora.rank=0)")
+
+
+def _initial_bank(cfg: SkillSDConfig) -> SkillBank:
+    if cfg.initial_skills is None:
+        return SkillBank(exploration=cfg.ucb_exploration, max_per_family=cfg.max_skills_per_family)
+    path = Path(cfg.initial_skills)
+    if not path.exists():
+        raise FileNotFoundError(f"initial_skills={path} does not exist: give a skills.json of an earlier run")
+    bank = SkillBank.from_dict(json.loads(path.read_text()))
+    bank.exploration, bank.max_per_family = cfg.ucb_exploration, cfg.max_skills_per_family
+    return bank
+
+
+def _summariser(cfg: SkillSDConfig, model, tokenizer):
+    if cfg.summariser == "template":
+        return TemplateSummariser()
+    if cfg.summariser == "model":
+        return ModelSummariser(model, tokenizer)
+    from agentdistill.policies.openai import OpenAIClient, Price, price_for
+
+    e = cfg.endpoint
+    price = Price(e.price_in or 0.0, e.price_out or 0.0) if e.price_in is not None or e.price_out is not None \
+        else price_for(e.model)
+    client = OpenAIClient(e.base_url, e.model, price, api_key=e.api_key, max_concurrency=e.max_concurrency,
+                          timeout_s=e.timeout_s, max_retries=e.max_retries)
+    return LLMSummariser(client)
+
+
+def _absorb(worker: SkillWorker, bank: SkillBank, step: int) -> int:
+    """Add the worker's finished summaries to the bank; returns how many."""
+    done = worker.drain()
+    for summary in done:
+        bank.add(summary.draft, family=summary.job.family, step=step, summariser=worker.summariser.name,
+                 source_episodes=[ep.episode_id for ep in summary.job.episodes])
+    return len(done)
+
+
+def _write_bank(run_dir: Path, bank: SkillBank) -> None:
+    path = run_dir / "skills.json"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(bank.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _groups(episodes: Sequence[Episode]) -> list[list[Episode]]:
+    groups: dict[str, list[Episode]] = {}
+    for ep in episodes:
+        groups.setdefault(ep.group_id, []).append(ep)
+    return list(groups.values())
+
+
+def teacher_view_ids(tokenizer, episode: Episode, turn: TurnSample, skill_text: str,
+                     spec: ViewSpec) -> tuple[int, ...]:
+    """The turn's teacher prompt x ⊕ S(x), rendered from the episode's messages like the rollout rendered x.
+
+    Raises if re-rendering the student view does not give the ids the student sampled from (the two views
+    must come from the same messages).
+    """
+    views = render_turn(tokenizer, episode.messages[: turn.message_index], pi_text=skill_text, spec=spec)
+    if views.student_ids != turn.student_prompt_ids:
+        raise RuntimeError(f"{episode.episode_id} turn {turn.turn}: re-rendered student ids differ from the "
+                           "sampled prompt; the history window must match the rollout's")
+    return views.teacher_ids
+
+
+@torch.no_grad()
+def _teacher_logprobs(teacher_model, tokenizer, group: Sequence[Episode], skill_text: str, spec: ViewSpec,
+                      cfg: SkillSDConfig) -> dict[int, tuple[float, ...]]:
+    """id(turn) → log π_θ̄(response ids | teacher view with the skill), for every turn of the group."""
+    pairs = [(ep, t) for ep in group for t in ep.turns if t.response_ids]
+    if not pairs:
+        return {}
+    prompts = [teacher_view_ids(tokenizer, ep, t, skill_text, spec) for ep, t in pairs]
+    scored = score(teacher_model, prompts, [t.response_ids for _, t in pairs], temperature=cfg.temperature,
+                   max_tokens_per_microbatch=cfg.max_tokens_per_microbatch)
+    lp_BT = scored.logprobs_BT.float().cpu()
+    return {id(t): tuple(lp_BT[b, : len(t.response_ids)].tolist()) for b, (_, t) in enumerate(pairs)}
+
+
+def usefulness(group: Sequence[Episode], rewards: Sequence[float],
+               teacher_lp: dict[int, tuple[float, ...]]) -> float | None:
+    """Pairwise agreement in [0, 1] between rewards and the teacher view's log-likelihood gain (None: no
+    signal, i.e. equal rewards or no scored tokens); see the module docstring."""
+    gains = []
+    for ep in group:
+        deltas = [tl - sl for t in ep.turns if id(t) in teacher_lp and t.sampler_logprobs
+                  for tl, sl in zip(teacher_lp[id(t)], t.sampler_logprobs)]
+        gains.append(sum(deltas) / len(deltas) if deltas else None)
+    pairs = [(i, j) for i in range(len(group)) for j in range(len(group))
+             if rewards[i] > rewards[j] and gains[i] is not None and gains[j] is not None]
+    if not pairs:
+        return None
+    agree = sum(1.0 if gains[i] > gains[j] else 0.5 if gains[i] == gains[j] else 0.0 for i, j in pairs)
+    return agree / len(pairs)
+
+
+def skill_sd_loss(
+    model: torch.nn.Module,
+    samples: Sequence[TurnSample],
+    advantages: Sequence[float],
+    teacher_logprobs: Sequence[tuple[float, ...] | None],
+    *,
+    normalizer: int,
+    lam: float,
+    temperature: float,
+    clip_low: float,
+    clip_high: float,
+    stats: dict[str, float] | None = None,
+) -> torch.Tensor:
+    """Σ [PPO-clip(lp_θ, lp_old, Â) + λ·IW-k3(lp_θ, lp_θ̄, lp_old)] / ``normalizer`` over one micro-batch.
+
+    ``teacher_logprobs[i]`` is None for a turn without a skill: its tokens get the GRPO term only.
+    """
+    scored = score(model, [s.student_prompt_ids for s in samples], [s.response_ids for s in samples],
+                   temperature=temperature)
+    lp_BT, mask_BT = scored.logprobs_BT, scored.mask_BT
+    old_BT = sampler_logprobs_BT(samples, lp_BT)
+    adv_BT = torch.tensor(advantages, dtype=lp_BT.dtype, device=lp_BT.device)[:, None].expand_as(lp_BT)
+    pg_BT = ppo_clip(lp_BT, old_BT, adv_BT, mask_BT, clip_low=clip_low, clip_high=clip_high)
+    has_teacher_B = torch.tensor([t is not None for t in teacher_logprobs], device=lp_BT.device)
+    kl_mask_BT = mask_BT & has_teacher_B[:, None]
+    teacher_BT = padded_BT([t or () for t in teacher_logprobs], lp_BT)
+    sdl_BT = iw_k3(lp_BT, teacher_BT, old_BT, kl_mask_BT)
+    if stats is not None:
+        with torch.no_grad():
+            for key, value in (("grpo", float(pg_BT[mask_BT].sum())), ("sdl", float(sdl_BT[kl_mask_BT].sum())),
+                               ("tokens", float(mask_BT.sum())), ("kl_tokens", float(kl_mask_BT.sum())),
+                               ("clipped", float(ppo_clipped(lp_BT, old_BT, adv_BT, mask_BT, clip_low=clip_low,
+                                                             clip_high=clip_high).sum()))):
+                stats[key] = stats.get(key, 0.0) + value
+    return reduce_loss(pg_BT + lam * sdl_BT, mask_BT, mode="token_mean", normalizer=normalizer)
