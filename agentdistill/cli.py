@@ -2,7 +2,7 @@
 
 Commands:
     train     train a model: ``agentdistill train algo=pi_distill env=alfworld model=smollm2-135m-instruct``
-              (algo: sft, grpo, opd, opsd, pi_distill); evaluates on held-out tasks before, during and after,
+              (algo: sft, grpo, opd, opsd, pi_distill, skill_sd); evaluates on held-out tasks before, during and after,
               writes metrics.jsonl, eval.jsonl, checkpoints and plots; rerun the same command with
               ``hydra.run.dir=<run dir>`` to resume.
     eval      evaluate a model or a training run's weights on held-out tasks, student and teacher view:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agentdistill.algos import grpo, skill_sd
+from agentdistill.algos import skill_sd
 from agentdistill.algos.common import read_metrics
 from agentdistill.algos.grpo import grpo_loss
 from agentdistill.algos.skill_sd import SkillSDConfig, skill_sd_loss, train, usefulness
