@@ -154,3 +154,13 @@ def test_usefulness_is_pairwise_agreement_between_reward_and_teacher_gain():
     assert usefulness(eps, [0.0, 1.0, 2.0], teacher) == 0.0
     assert usefulness(eps, [1.0, 1.0, 1.0], teacher) is None  # equal rewards: no signal
     assert usefulness(eps, [1.0, 0.0, 1.0], teacher) == 0.5
+
+
+def test_runs_on_the_alfworld_family_with_task_type_families(tmp_path):
+    env = EnvConfig("agentdistill/ALFWorld-v0", max_turns=2, kwargs={"difficulty": "small"})
+    result = train(_cfg(tmp_path, "alfworld", env=env, steps=2, history_window=0))
+    rows = read_metrics(result.run_dir)
+    assert rows[-1]["skill_coverage"] > 0.0  # step 2 found skills of its tasks' types
+    bank = json.loads((result.run_dir / "skills.json").read_text())
+    families = {s["task_family"] for s in bank["skills"]}
+    assert families and all(not f.startswith("agentdistill/") for f in families)  # ALFWorld task types
