@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
 import sqlite3
 import types
 import typing
@@ -118,15 +119,18 @@ class APISpec:
                 "requires_access_token": self.needs_login}
 
 
-def api(description: str, *, response: Any = None, login: bool = True, **param_docs: str) -> Callable:
-    """Mark a method as an API. ``param_docs`` describe its parameters (every one must be described).
+def api(summary: str, /, *, response: Any = None, login: bool = True, params: Mapping[str, str] | None = None,
+        **param_docs: str) -> Callable:
+    """Mark a method as an API. ``param_docs`` describe its parameters (every one must be described); a
+    parameter whose name is one of this function's own (``response``, ``login``, ``params``) is described in
+    ``params`` instead.
 
     With ``login=True`` the method takes ``access_token`` (documented automatically) and receives the
     account's username as ``self.user`` while it runs.
     """
 
     def mark(method: Callable) -> Callable:
-        method.__api__ = (description, response, login, param_docs)
+        method.__api__ = (summary, response, login, {**(params or {}), **param_docs})
         return method
 
     return mark
@@ -195,6 +199,8 @@ def _check_value(spec: APISpec, param: Param, value: Any) -> Any:
         raise Unprocessable(f"{spec.app}.{spec.name}: {param.name} must not be null")
     ok = _is(value, param.type) and (param.type != "array" or not param.items
                                      or all(_is(v, param.items) for v in value))
+    if ok and param.type == "number" and not math.isfinite(value):
+        raise Unprocessable(f"{spec.app}.{spec.name}: {param.name} must be a finite number, got {value}")
     if not ok:
         raise Unprocessable(f"{spec.app}.{spec.name}: {param.name} must be of type {param.type}"
                             f"{f' of {param.items}' if param.items else ''}, got {type(value).__name__}")
