@@ -29,9 +29,7 @@ deterministically (ties broken by id); people are listed by email.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
-from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
 from agentdistill_appworld.framework import (
@@ -44,8 +42,8 @@ from agentdistill_appworld.framework import (
     api,
     paginate,
 )
+from agentdistill_appworld.values import MAX_AMOUNT_CENTS, check_date, fmt_cents, money, to_cents
 
-MAX_AMOUNT_CENTS = 100_000_000  # $1,000,000.00 per expense or payment
 
 MESSAGE = {"message": "string"}
 PERSON = {"email": "string", "first_name": "string", "last_name": "string"}
@@ -76,43 +74,12 @@ _PAYMENT_VISIBLE = """(p.group_id IN (SELECT group_id FROM splitbill_members WHE
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def to_cents(value: float, name: str = "amount", *, allow_zero: bool = False) -> int:
-    """An amount argument as integer cents: finite, > 0 (>= 0 with ``allow_zero``), at most 2 decimals."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Unprocessable(f"{name} must be a number, got {value!r}")
-    try:
-        exact = Decimal(str(value))
-    except InvalidOperation:
-        raise Unprocessable(f"{name} must be a number, got {value!r}") from None
-    if not exact.is_finite():
-        raise Unprocessable(f"{name} must be a finite number, got {value!r}")
-    if exact < 0 or (exact == 0 and not allow_zero):
-        raise Unprocessable(f"{name} must be {'at least 0' if allow_zero else 'greater than 0'}, got {value!r}")
-    if exact * 100 > MAX_AMOUNT_CENTS:
-        raise Unprocessable(f"{name} must be at most {MAX_AMOUNT_CENTS / 100:.2f}, got {value!r}")
-    if exact != exact.quantize(Decimal("0.01")):
-        raise Unprocessable(f"{name} must have at most 2 decimals (whole cents), got {value!r}; "
-                            f"round it, e.g. {name}={round(value, 2)}")
-    return int(exact * 100)
 
 
-def money(cents: int) -> float:
-    """Cents as a number of dollars with 2 decimals."""
-    return round(cents / 100, 2)
 
 
-def _fmt(cents: int) -> str:
-    return f"{cents / 100:.2f}"
 
 
-def _check_date(value: str, name: str) -> str:
-    try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        raise Unprocessable(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
-    if len(value) != 10:
-        raise Unprocessable(f"{name} must be a date YYYY-MM-DD, got {value!r}")
-    return value
 
 
 def equal_split(total_cents: int, people: list[str]) -> dict[str, int]:
@@ -228,7 +195,7 @@ class SplitBill(AccountApp):
                            f"group_id={group_id})")
         net = self._member_nets(self._group_ledger(group_id)).get(email, 0)
         if net:
-            side = f"is owed {_fmt(net)}" if net > 0 else f"owes {_fmt(-net)}"
+            side = f"is owed {fmt_cents(net)}" if net > 0 else f"owes {fmt_cents(-net)}"
             raise Unprocessable(f"{email} {side} in group {group_id}; settle up first with "
                                 f"apis.splitbill.record_payment (see show_group_balances(group_id={group_id}))")
         self.db.execute("DELETE FROM splitbill_members WHERE group_id = ? AND username = ?", (group_id, email))
@@ -277,7 +244,7 @@ class SplitBill(AccountApp):
             "split_type": split_type, "date": self._date(date), "created_by": self.user, "created_at": self.now})
         self._write_shares(expense_id, split)
         return {"expense_id": expense_id, "shares": [{"email": e, "amount": money(c)} for e, c in split.items()],
-                "message": f"Added expense {title.strip()!r} of {_fmt(total)} paid by {paid_by}."}
+                "message": f"Added expense {title.strip()!r} of {fmt_cents(total)} paid by {paid_by}."}
 
     @api("List or search the expenses you can see (your groups' and those you are in), newest first.",
          response=[EXPENSE], group_id="Only this group's expenses (null: any, including outside groups).",
@@ -311,10 +278,10 @@ class SplitBill(AccountApp):
             params["involving"] = involving_email
         if start_date is not None:
             where.append("e.date >= :start")
-            params["start"] = _check_date(start_date, "start_date")
+            params["start"] = check_date(start_date, "start_date")
         if end_date is not None:
             where.append("e.date <= :end")
-            params["end"] = _check_date(end_date, "end_date")
+            params["end"] = check_date(end_date, "end_date")
         if start_date is not None and end_date is not None and start_date > end_date:
             raise Unprocessable(f"start_date {start_date} is after end_date {end_date}")
         if min_amount is not None:
@@ -361,7 +328,7 @@ class SplitBill(AccountApp):
             split_type, split = "equal", equal_split(total, list(current))
         else:
             raise Unprocessable(f"expense {expense_id} is split by exact shares; give shares that sum to the new "
-                                f"amount {_fmt(total)}")
+                                f"amount {fmt_cents(total)}")
         self._check_involved(group_id, paid_by, split)
         self.db.execute("UPDATE splitbill_expenses SET title = ?, amount_cents = ?, paid_by = ?, "
                         "split_type = ?, date = ? WHERE expense_id = ?",
@@ -452,7 +419,7 @@ class SplitBill(AccountApp):
         payment_id = self.insert("splitbill_payments", {
             "group_id": group_id, "payer": payer, "payee": to_email, "amount_cents": cents, "note": note,
             "date": self._date(date), "created_by": self.user, "created_at": self.now})
-        return {"payment_id": payment_id, "message": f"Recorded {payer} paying {to_email} {_fmt(cents)}."}
+        return {"payment_id": payment_id, "message": f"Recorded {payer} paying {to_email} {fmt_cents(cents)}."}
 
     @api("List the payments you can see (your groups' and your own), newest first.", response=[PAYMENT],
          group_id="Only this group's payments (null: any, including outside groups).",
@@ -533,7 +500,7 @@ class SplitBill(AccountApp):
                 self._check_person(group_id, email, "shares entry")
                 split[email] = to_cents(value, f"shares[{email!r}]")
             if sum(split.values()) != total:
-                raise Unprocessable(f"shares sum to {_fmt(sum(split.values()))} but the amount is {_fmt(total)}; "
+                raise Unprocessable(f"shares sum to {fmt_cents(sum(split.values()))} but the amount is {fmt_cents(total)}; "
                                     "make the shares sum to the total")
             return "exact", split
         if split_with is None:
@@ -553,7 +520,7 @@ class SplitBill(AccountApp):
                                 "split_with or shares, or give group_id")
 
     def _date(self, date: Optional[str]) -> str:
-        return self.now[:10] if date is None else _check_date(date, "date")
+        return self.now[:10] if date is None else check_date(date, "date")
 
     def _write_shares(self, expense_id: int, split: dict[str, int]) -> None:
         for email, cents in sorted(split.items()):

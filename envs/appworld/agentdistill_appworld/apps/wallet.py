@@ -26,8 +26,6 @@ otherwise, with the row id breaking ties, so every ordering is deterministic.
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
 from agentdistill_appworld.framework import (
@@ -40,8 +38,8 @@ from agentdistill_appworld.framework import (
     api,
     paginate,
 )
+from agentdistill_appworld.values import check_date, fmt_cents, money, to_cents
 
-MAX_AMOUNT_CENTS = 100_000_000  # $1,000,000.00 per payment, request, deposit or withdrawal
 
 MESSAGE = {"message": "string"}
 BALANCE = {"balance": "number"}
@@ -74,41 +72,12 @@ _TRANSACTION_SELECT = """
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def to_cents(value: float, name: str = "amount", *, allow_zero: bool = False) -> int:
-    """An amount argument as integer cents: finite, > 0 (>= 0 with ``allow_zero``), at most 2 decimals."""
-    try:
-        exact = Decimal(str(value))
-    except InvalidOperation:
-        raise Unprocessable(f"{name} must be a number, got {value!r}") from None
-    if not exact.is_finite():
-        raise Unprocessable(f"{name} must be a finite number, got {value!r}")
-    if exact < 0 or (exact == 0 and not allow_zero):
-        raise Unprocessable(f"{name} must be {'at least 0' if allow_zero else 'greater than 0'}, got {value!r}")
-    if exact * 100 > MAX_AMOUNT_CENTS:
-        raise Unprocessable(f"{name} must be at most {MAX_AMOUNT_CENTS / 100:.2f}, got {value!r}")
-    if exact != exact.quantize(Decimal("0.01")):
-        raise Unprocessable(f"{name} must have at most 2 decimals (whole cents), got {value!r}; "
-                            f"round it, e.g. {name}={round(value, 2)}")
-    return int(exact * 100)
 
 
-def money(cents: int) -> float:
-    """Cents as a number of dollars with 2 decimals."""
-    return round(cents / 100, 2)
 
 
-def _fmt(cents: int) -> str:
-    return f"{cents / 100:.2f}"
 
 
-def _check_date(value: str, name: str) -> str:
-    try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        raise Unprocessable(f"{name} must be a date YYYY-MM-DD, got {value!r}") from None
-    if len(value) != 10:
-        raise Unprocessable(f"{name} must be a date YYYY-MM-DD, got {value!r}")
-    return value
 
 
 def _digits(value: str, name: str, low: int, high: int) -> str:
@@ -195,7 +164,7 @@ class Wallet(AccountApp):
             "owner": self.user, "kind": "deposit", "amount_cents": cents, "card_name": card_name.strip(),
             "card_number": number, "bank_account_number": None, "created_at": self.now})
         return {"transfer_id": transfer_id, "balance": money(self._balance(self.user)),
-                "message": f"Added {_fmt(cents)} from card {card_name.strip()} ending in {number[-4:]}."}
+                "message": f"Added {fmt_cents(cents)} from card {card_name.strip()} ending in {number[-4:]}."}
 
     @api("Withdraw money from your wallet balance to a bank account.",
          response={"transfer_id": "integer", "balance": "number", "message": "string"},
@@ -209,7 +178,7 @@ class Wallet(AccountApp):
             "owner": self.user, "kind": "withdrawal", "amount_cents": cents, "card_name": None,
             "card_number": None, "bank_account_number": account, "created_at": self.now})
         return {"transfer_id": transfer_id, "balance": money(self._balance(self.user)),
-                "message": f"Withdrew {_fmt(cents)} to the bank account ending in {account[-4:]}."}
+                "message": f"Withdrew {fmt_cents(cents)} to the bank account ending in {account[-4:]}."}
 
     @api("List your deposits from cards and withdrawals to banks, newest first.", response=[TRANSFER],
          kind="'deposit' or 'withdrawal' (null: both).", **PAGE_DOCS)
@@ -282,7 +251,7 @@ class Wallet(AccountApp):
             raise Unprocessable("you cannot send money to yourself")
         transaction_id = self._transfer(self.user, receiver_email, cents, note, private, None)
         return {"transaction_id": transaction_id, "balance": money(self._balance(self.user)),
-                "message": f"Sent {_fmt(cents)} to {receiver_email}."}
+                "message": f"Sent {fmt_cents(cents)} to {receiver_email}."}
 
     @api("List or search your payments (sent and received), newest first.", response=[TRANSACTION],
          direction="'sent' or 'received' (null: both).",
@@ -313,10 +282,10 @@ class Wallet(AccountApp):
             params.append(f"%{query.lower()}%")
         if start_date is not None:
             where.append("substr(t.created_at, 1, 10) >= ?")
-            params.append(_check_date(start_date, "start_date"))
+            params.append(check_date(start_date, "start_date"))
         if end_date is not None:
             where.append("substr(t.created_at, 1, 10) <= ?")
-            params.append(_check_date(end_date, "end_date"))
+            params.append(check_date(end_date, "end_date"))
         if start_date is not None and end_date is not None and start_date > end_date:
             raise Unprocessable(f"start_date {start_date} is after end_date {end_date}")
         low = None if min_amount is None else to_cents(min_amount, "min_amount", allow_zero=True)
@@ -420,7 +389,7 @@ class Wallet(AccountApp):
             "requester": self.user, "payer": payer_email, "amount_cents": cents, "note": note,
             "private": int(private), "status": "pending", "transaction_id": None, "created_at": self.now,
             "updated_at": self.now})
-        return {"request_id": request_id, "message": f"Requested {_fmt(cents)} from {payer_email}."}
+        return {"request_id": request_id, "message": f"Requested {fmt_cents(cents)} from {payer_email}."}
 
     @api("List payment requests: incoming (others ask you to pay) or outgoing (you asked), newest first.",
          response=[REQUEST], direction="'incoming' or 'outgoing' (null: both).",
@@ -461,7 +430,7 @@ class Wallet(AccountApp):
                                         bool(found["private"]), request_id)
         self._set_status(request_id, "approved", transaction_id)
         return {"transaction_id": transaction_id, "balance": money(self._balance(self.user)),
-                "message": f"Paid {_fmt(found['amount_cents'])} to {found['requester']}."}
+                "message": f"Paid {fmt_cents(found['amount_cents'])} to {found['requester']}."}
 
     @api("Deny a pending request someone sent you (no money moves).", response=MESSAGE,
          request_id="The request's request_id (see show_payment_requests(direction='incoming')).")
@@ -490,7 +459,7 @@ class Wallet(AccountApp):
     def _debit(self, username: str, cents: int, what: str) -> None:
         balance = self._balance(username)
         if balance < cents:
-            raise Unprocessable(f"your balance is {_fmt(balance)}, too low to {what} {_fmt(cents)}; add money "
+            raise Unprocessable(f"your balance is {fmt_cents(balance)}, too low to {what} {fmt_cents(cents)}; add money "
                                 "with apis.wallet.add_money_from_card(amount=..., card_name=..., card_number=...)")
         self._adjust(username, -cents)
 
