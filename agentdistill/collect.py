@@ -146,15 +146,11 @@ def _teacher(cfg: CollectJobConfig, interface):
         policy = HFPolicy(model, tokenizer, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                           name=f"hf:{cfg.model.name}")
         return policy, tokenizer, None
-    from agentdistill.policies.openai import OpenAIClient, OpenAIPolicy, Price, price_for
+    from agentdistill.policies.openai import OpenAIClient, OpenAIPolicy
 
-    e = cfg.endpoint
-    if (e.price_in is None) != (e.price_out is None):
-        raise ValueError("give both endpoint.price_in and endpoint.price_out, or neither (then the price table)")
-    price = Price(e.price_in, e.price_out) if e.price_in is not None else price_for(e.model)
-    client = OpenAIClient(e.base_url, e.model, price, api_key=e.api_key, max_concurrency=e.max_concurrency,
-                          timeout_s=e.timeout_s, max_retries=e.max_retries)
-    return OpenAIPolicy(client, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens), None, price
+    client = OpenAIClient.from_config(cfg.endpoint)
+    policy = OpenAIPolicy(client, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
+    return policy, None, client.price
 
 
 def _trace(ep: Episode, cost_usd: float) -> Trace:

@@ -267,14 +267,9 @@ def _summariser(cfg: SkillSDConfig, model, tokenizer):
         return TemplateSummariser()
     if cfg.summariser == "model":
         return ModelSummariser(model, tokenizer)
-    from agentdistill.policies.openai import OpenAIClient, Price, price_for
+    from agentdistill.policies.openai import OpenAIClient
 
-    e = cfg.endpoint
-    price = Price(e.price_in or 0.0, e.price_out or 0.0) if e.price_in is not None or e.price_out is not None \
-        else price_for(e.model)
-    client = OpenAIClient(e.base_url, e.model, price, api_key=e.api_key, max_concurrency=e.max_concurrency,
-                          timeout_s=e.timeout_s, max_retries=e.max_retries)
-    return LLMSummariser(client)
+    return LLMSummariser(OpenAIClient.from_config(cfg.endpoint))
 
 
 def _absorb(worker: SkillWorker, bank: SkillBank, step: int) -> int:

@@ -166,6 +166,17 @@ class OpenAIClient:
         if self.check:
             self.check_endpoint()
 
+    @classmethod
+    def from_config(cls, endpoint: Any) -> OpenAIClient:
+        """A client for an ``EndpointConfig``: priced by ``price_in``/``price_out`` when given (both or neither),
+        else by the price table."""
+        e = endpoint
+        if (e.price_in is None) != (e.price_out is None):
+            raise ValueError("give both endpoint.price_in and endpoint.price_out, or neither (then the price table)")
+        price = Price(e.price_in, e.price_out) if e.price_in is not None else price_for(e.model)
+        return cls(e.base_url, e.model, price, api_key=e.api_key, max_concurrency=e.max_concurrency,
+                   timeout_s=e.timeout_s, max_retries=e.max_retries)
+
     def check_endpoint(self) -> list[str]:
         """List the served models; raise ``EndpointError`` naming the fix if the URL, key or model is wrong."""
         try:
