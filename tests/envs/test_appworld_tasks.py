@@ -10,7 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs" / "appworld"))
 
-from agentdistill_appworld.scenarios import ADD_TODO, COUNT_CONTACTS, PAY_CONTACT, SCENARIOS, login  # noqa: E402
+from agentdistill_appworld.scenarios import SCENARIOS  # noqa: E402
+from agentdistill_appworld.scenarios.basic import ADD_TODO, COUNT_CONTACTS, PAY_CONTACT  # noqa: E402
+from agentdistill_appworld.scenarios.common import login  # noqa: E402
 from agentdistill_appworld.tasks import difficulty, run_solution  # noqa: E402
 
 VARIANTS = [(s, k) for s in SCENARIOS for k in (1, 2, 3)]

@@ -1,8 +1,4 @@
-"""The task scenarios (templates); each gives three variants. See ``tasks.py`` for the contract.
-
-Reference solutions are written as an agent would: credentials from the supervisor app, a login per app,
-every page of a list read, ``complete_task`` at the end.
-"""
+"""Basic scenarios: counting contacts by relationship, paying a contact, adding a todo task."""
 
 from __future__ import annotations
 
@@ -11,28 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from agentdistill_appworld.framework import Context
+from agentdistill_appworld.scenarios.common import contacts as _contacts
+from agentdistill_appworld.scenarios.common import login
+from agentdistill_appworld.scenarios.common import supervisor as _supervisor
 from agentdistill_appworld.tasks import Checker, Scenario
-
-LOGIN = '''passwords = {{p["account_name"]: p["password"] for p in apis.supervisor.show_account_passwords()}}
-me = apis.supervisor.show_profile()
-{app}_token = apis.{app}.login(username=me["{username}"], password=passwords["{app}"])["access_token"]
-'''
-
-
-def login(app: str) -> str:
-    return LOGIN.format(app=app, username="phone" if app == "phone" else "email")
-
-
-def _supervisor(ctx: Context) -> dict[str, Any]:
-    row = ctx.db.execute("SELECT email, phone FROM supervisor_profile").fetchone()
-    return {"email": row[0], "phone": row[1]}
-
-
-def _contacts(ctx: Context, relationship: str) -> list[tuple]:
-    me = _supervisor(ctx)["phone"]
-    rows = ctx.db.execute("SELECT first_name, last_name, email, phone_number, relationships FROM phone_contacts "
-                          "WHERE owner = ? ORDER BY contact_id", (me,)).fetchall()
-    return [r for r in rows if relationship in r[4].split(",")]
 
 
 # ---------------------------------------------------------------------- count contacts by relationship (question)
