@@ -126,6 +126,10 @@ class Scenario:
     solution: Callable[[Mapping[str, Any]], str]
     check: Callable[[Checker, Mapping[str, Any]], None]
 
+    def variant_id(self, k: int) -> str:
+        """The task id of variant k, e.g. ``3f2a9c1_2`` (without building its world)."""
+        return f"{scenario_hash(self.name)}_{k}"
+
     def variant(self, k: int, *, now: str = "2024-05-15T10:00:00") -> Variant:
         if k not in (1, 2, 3):
             raise ValueError(f"variants are 1, 2 and 3, got {k}")
