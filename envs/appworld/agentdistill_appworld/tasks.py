@@ -133,8 +133,14 @@ class Scenario:
     def variant(self, k: int, *, now: str = "2024-05-15T10:00:00") -> Variant:
         if k not in (1, 2, 3):
             raise ValueError(f"variants are 1, 2 and 3, got {k}")
-        spec = WorldSpec(seed=int(scenario_hash(self.name), 16) % 10_000 * 10 + k, now=now)
-        return Variant(scenario=self.name, k=k, world=spec, params=self.pick(build_world(spec), k))
+        key = (self.name, k, now)
+        if key not in _VARIANTS:  # picking builds a world: do it once per process
+            spec = WorldSpec(seed=int(scenario_hash(self.name), 16) % 10_000 * 10 + k, now=now)
+            _VARIANTS[key] = Variant(scenario=self.name, k=k, world=spec, params=self.pick(build_world(spec), k))
+        return _VARIANTS[key]
+
+
+_VARIANTS: dict[tuple[str, int, str], Variant] = {}
 
 
 # ------------------------------------------------------------------------------------------------ running
