@@ -77,3 +77,22 @@ def test_bad_arguments_are_clear():
     env = envs.make(ENV_ID)
     with pytest.raises(ValueError, match="is not in this env's tasks"):
         env.reset(options={"task_id": "nope_1"})
+
+
+def test_tgc_and_sgc():
+    from agentdistill_appworld.metrics import scores, task_difficulties
+
+    known = task_difficulties()
+    by_scenario: dict[str, list[str]] = {}
+    for task_id, (name, _) in sorted(known.items()):
+        by_scenario.setdefault(name, []).append(task_id)
+    first, *rest = sorted(by_scenario)
+    results = [(t, True) for name in rest for t in by_scenario[name]]
+    results += [(by_scenario[first][0], False)] + [(t, True) for t in by_scenario[first][1:]]
+    s = scores(results)
+    n = len(known)
+    assert s["tasks"] == n and s["tgc"] == pytest.approx((n - 1) / n)
+    assert s["sgc"] == pytest.approx((len(by_scenario) - 1) / len(by_scenario))
+    assert scores(results + [(by_scenario[first][1], False)])["tgc"] == pytest.approx((n - 2) / n)
+    with pytest.raises(ValueError, match="unknown task id"):
+        scores([("nope_1", True)])
