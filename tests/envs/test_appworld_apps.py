@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs" / "appworld"))
 
-from agentdistill_appworld.apps.api_docs import APIDocs  # noqa: E402
-from agentdistill_appworld.apps.phone import Phone  # noqa: E402
-from agentdistill_appworld.apps.supervisor import Supervisor  # noqa: E402
-from agentdistill_appworld.framework import (  # noqa: E402
+from agentdistill_appworld.apps.api_docs import APIDocs
+from agentdistill_appworld.apps.phone import Phone
+from agentdistill_appworld.apps.supervisor import Supervisor
+from agentdistill_appworld.framework import (
     Context,
     NotFound,
     Unauthorized,

@@ -7,16 +7,13 @@ from __future__ import annotations
 import os
 import socket
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs" / "appworld"))
 
-from agentdistill_appworld.executor import APICallError, ExecutorLimits, Sandbox  # noqa: E402
-from agentdistill_appworld.executor import SandboxError  # noqa: E402
+from agentdistill_appworld.executor import APICallError, ExecutorLimits, Sandbox
+from agentdistill_appworld.executor import SandboxError
 
 FAST = ExecutorLimits(timeout_s=2.0, memory_mb=256, max_api_calls_per_execute=50)
 NOW = "2023-05-18T12:34:56"

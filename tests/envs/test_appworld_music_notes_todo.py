@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs" / "appworld"))
 
-from agentdistill_appworld.apps.music import Music  # noqa: E402
-from agentdistill_appworld.apps.notes import Notes  # noqa: E402
-from agentdistill_appworld.apps.todo import Todo  # noqa: E402
-from agentdistill_appworld.framework import (  # noqa: E402
+from agentdistill_appworld.apps.music import Music
+from agentdistill_appworld.apps.notes import Notes
+from agentdistill_appworld.apps.todo import Todo
+from agentdistill_appworld.framework import (
     Conflict,
     Context,
     Forbidden,

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs" / "appworld"))
 
-from agentdistill_appworld import population  # noqa: E402
-from agentdistill_appworld.population import (  # noqa: E402
+from agentdistill_appworld import population
+from agentdistill_appworld.population import (
     EMAIL_DOMAINS,
     FEMALE_FIRST_NAMES,
     KINDS,

@@ -3,17 +3,14 @@ solution and one with collateral damage fail."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs" / "appworld"))
 
-from agentdistill_appworld.scenarios import SCENARIOS  # noqa: E402
-from agentdistill_appworld.scenarios.basic import ADD_TODO, COUNT_CONTACTS, PAY_CONTACT  # noqa: E402
-from agentdistill_appworld.scenarios.common import login  # noqa: E402
-from agentdistill_appworld.tasks import difficulty, run_solution  # noqa: E402
+from agentdistill_appworld.scenarios import SCENARIOS
+from agentdistill_appworld.scenarios.basic import ADD_TODO, COUNT_CONTACTS, PAY_CONTACT
+from agentdistill_appworld.scenarios.common import login
+from agentdistill_appworld.tasks import difficulty, run_solution
 
 VARIANTS = [(s, k) for s in SCENARIOS for k in (1, 2, 3)]
 

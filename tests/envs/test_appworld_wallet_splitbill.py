@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs" / "appworld"))
 
-from agentdistill_appworld.apps.api_docs import APIDocs  # noqa: E402
-from agentdistill_appworld.apps.splitbill import SplitBill, equal_split  # noqa: E402
-from agentdistill_appworld.apps.wallet import Wallet, to_cents  # noqa: E402
-from agentdistill_appworld.framework import (  # noqa: E402
+from agentdistill_appworld.apps.api_docs import APIDocs
+from agentdistill_appworld.apps.splitbill import SplitBill, equal_split
+from agentdistill_appworld.apps.wallet import Wallet, to_cents
+from agentdistill_appworld.framework import (
     Conflict,
     Context,
     Forbidden,

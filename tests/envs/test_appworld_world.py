@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "envs" / "appworld"))
 
-from agentdistill_appworld.apps.splitbill import equal_split  # noqa: E402
-from agentdistill_appworld.population import make_population  # noqa: E402
-from agentdistill_appworld.world import (  # noqa: E402
+from agentdistill_appworld.apps.splitbill import equal_split
+from agentdistill_appworld.population import make_population
+from agentdistill_appworld.world import (
     ACCOUNT_APPS,
     ACCOUNT_PERCENT,
     APP_CLASSES,

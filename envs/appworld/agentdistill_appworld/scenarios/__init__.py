@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 
-from agentdistill_appworld.scenarios import basic
+from agentdistill_appworld.scenarios import basic, comms_money, errands, media_notes
 from agentdistill_appworld.tasks import Scenario
 
 SPLITS = ("train", "dev", "test_normal", "test_challenge")
 CHALLENGE_APPS = frozenset({"music", "notes"})
 
-SCENARIOS: tuple[Scenario, ...] = (*basic.SCENARIOS,)
+SCENARIOS: tuple[Scenario, ...] = (*basic.SCENARIOS, *comms_money.SCENARIOS, *errands.SCENARIOS,
+                                   *media_notes.SCENARIOS)
+if len({s.name for s in SCENARIOS}) != len(SCENARIOS):
+    raise RuntimeError("two scenarios share a name: task ids would collide")
 
 
 def split_of(scenario: Scenario) -> str:
