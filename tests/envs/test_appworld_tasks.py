@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 
-from agentdistill_appworld.scenarios import SCENARIOS
-from agentdistill_appworld.scenarios.basic import ADD_TODO, COUNT_CONTACTS, PAY_CONTACT
+from agentdistill_appworld.scenarios.basic import ADD_TODO, COUNT_CONTACTS, PAY_CONTACT, SCENARIOS
 from agentdistill_appworld.scenarios.common import login
 from agentdistill_appworld.tasks import difficulty, run_solution
 
@@ -57,3 +56,17 @@ def test_collateral_damage_fails():
         "apis.supervisor.complete_task()",
         'apis.todo.create_task(access_token=todo_token, title="Unrelated")\napis.supervisor.complete_task()')
     assert not run_solution(ADD_TODO, todo, extra).passed
+
+
+def test_the_registry_has_every_difficulty_and_split():
+    from collections import Counter
+
+    from agentdistill_appworld.metrics import task_difficulties
+    from agentdistill_appworld.scenarios import SCENARIOS as ALL
+    from agentdistill_appworld.scenarios import SPLITS, split_of
+
+    assert len(ALL) >= 40 and {s.kind for s in ALL} == {"question", "action"}
+    assert set(Counter(level for _, level in task_difficulties().values())) == {1, 2, 3}
+    assert set(Counter(split_of(s) for s in ALL)) == set(SPLITS)
+    train_apps = set().union(*(s.apps for s in ALL if split_of(s) == "train"))
+    assert not train_apps & {"music", "notes"}  # test_challenge's apps are never seen in train

@@ -1,4 +1,5 @@
-"""Basic scenarios: counting contacts by relationship, paying a contact, adding a todo task."""
+"""Basic scenarios: questions about the supervisor's own records (difficulty 1), counting contacts by
+relationship, paying a contact, adding a todo task."""
 
 from __future__ import annotations
 
@@ -137,4 +138,46 @@ ADD_TODO = Scenario(
     solution=_todo_solution, check=_todo_check)
 
 
-SCENARIOS: tuple[Scenario, ...] = (COUNT_CONTACTS, PAY_CONTACT, ADD_TODO)
+# ------------------------------------------------------------- the supervisor's own records (question)
+
+ADDRESS_FIELDS = {1: ("home", "zip_code", "zip code"), 2: ("work", "city", "city"), 3: ("home", "street", "street")}
+
+
+def _address_pick(ctx: Context, k: int) -> dict[str, Any]:
+    name, column, words = ADDRESS_FIELDS[k]
+    value = ctx.db.execute(f"SELECT {column} FROM supervisor_addresses WHERE address_name = ?", (name,)).fetchone()[0]
+    return {"address": name, "column": column, "words": words, "expected": value}
+
+
+def _address_solution(p: Mapping[str, Any]) -> str:
+    return f'''address = [a for a in apis.supervisor.show_addresses() if a["address_name"] == "{p["address"]}"][0]
+apis.supervisor.complete_task(answer=address["{p["column"]}"])
+'''
+
+
+def _answer_only(c: Checker, p: Mapping[str, Any]) -> None:
+    c.answer_is(p["expected"])
+    c.only_changed()
+
+
+ADDRESS_QUESTION = Scenario(
+    name="my_address_detail", kind="question", apps=("supervisor",), pick=_address_pick,
+    instruction=lambda p: f"What is the {p['words']} of my {p['address']} address?",
+    solution=_address_solution, check=_answer_only)
+
+
+def _card_pick(ctx: Context, k: int) -> dict[str, Any]:
+    cards = ctx.db.execute("SELECT card_name, expiry FROM supervisor_payment_cards ORDER BY card_name").fetchall()
+    name, expiry = cards[(k - 1) % len(cards)]
+    return {"card": name, "expected": expiry}
+
+
+CARD_EXPIRY = Scenario(
+    name="my_card_expiry", kind="question", apps=("supervisor",), pick=_card_pick,
+    instruction=lambda p: f"When does my '{p['card']}' payment card expire? Answer as it is written on file (MM/YY).",
+    solution=lambda p: (f'''card = [c for c in apis.supervisor.show_payment_cards() if c["card_name"] == "{p["card"]}"][0]
+apis.supervisor.complete_task(answer=card["expiry"])
+'''), check=_answer_only)
+
+
+SCENARIOS: tuple[Scenario, ...] = (ADDRESS_QUESTION, CARD_EXPIRY, COUNT_CONTACTS, PAY_CONTACT, ADD_TODO)
