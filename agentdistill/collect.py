@@ -3,12 +3,14 @@
 The teacher is the env's expert (its solver), a local transformers model (``teacher=hf``) or any
 OpenAI-compatible endpoint (``teacher=openai endpoint.base_url=... endpoint.model=...``). Tasks are rolled
 out ``chunk_size`` at a time, ``attempts`` samples each; after every chunk each task gets one line in
-``attempts.jsonl`` (solved or not, turns, dollars, the trace if solved) and then each solved task one
-``Trace`` in ``traces.jsonl`` (its valid actions in order). Every line is flushed and fsynced before the next
-is written, so the attempt line is the commit point of a task.
+``attempts.jsonl`` (solved or not, turns, dollars, the trace and demo steps if solved), then each solved
+task one ``Trace`` in ``traces.jsonl`` (its valid actions in order) and one line per step in ``demos.jsonl``
+(goal, the observation acted on, the full reply, the action, the outcome, reward: the per-step records
+in-context distillation retrieves). Every line is flushed and fsynced before the next is written, so the
+attempt line is the commit point of a task.
 
 Resuming: rerun the same command with the same ``out_dir``. A partial last line left by a kill is cut off; a
-trace whose attempt line was written but not the trace line itself is written from the attempt line; tasks
+trace or demo lines whose attempt line was written but not they themselves are written from it; tasks
 with an attempt line are skipped; a chunk cut short by the kill is rolled out again.
 Because every sample's seed depends only on (seed, task, sample, turn), the resumed files hold the same
 lines as an uninterrupted run's. A different job in the same ``out_dir`` (another env, split or teacher) is
@@ -62,15 +64,20 @@ def collect(cfg: CollectJobConfig) -> CollectSummary:
     header = {"env_id": cfg.env.id, "env_kwargs": kwargs, "split": cfg.split, "teacher": policy.name}
     traces = JsonlLog.open(out / "traces.jsonl", header)  # refuses another job's out_dir before writing
     attempts = JsonlLog.open(out / "attempts.jsonl", header)
+    demos = JsonlLog.open(out / "demos.jsonl", header)
     write_run_info(out, cfg)
     if price is not None:  # the price table is stored with the run (what the dollars were computed from)
         (out / "prices.json").write_text(json.dumps({cfg.endpoint.model: asdict(price)}, indent=2) + "\n")
     done = {r["seed"]: r for r in attempts.records()}
     solved_seeds = {r["seed"] for r in traces.records()}
-    for record in done.values():  # killed between a task's attempt line and its trace line
+    demo_ids = {r["demo_id"] for r in demos.records()}
+    for record in done.values():  # killed between a task's attempt line and its trace or demo lines
         if record["trace"] is not None and record["seed"] not in solved_seeds:
             traces.append(Trace(**{**record["trace"], "actions": tuple(record["trace"]["actions"])}))
             solved_seeds.add(record["seed"])
+        for step in record.get("demo") or []:
+            if step["demo_id"] not in demo_ids:
+                demos.append(step)
     todo = [s for s in seeds if s not in done]
     solved = len(solved_seeds & set(seeds))
     cost = sum(r["cost_usd"] for r in done.values())
@@ -91,9 +98,12 @@ def collect(cfg: CollectJobConfig) -> CollectSummary:
             winner = next((ep for ep in episodes if ep.won), None)
             task_cost = sum(ep.metadata.get("cost_usd", 0.0) for ep in episodes)
             trace = _trace(winner, task_cost) if winner is not None else None
-            attempts.append(_attempt(seed, episodes, trace, task_cost))
+            steps = demo_steps(winner, task_cost) if winner is not None else None
+            attempts.append(_attempt(seed, episodes, trace, task_cost, steps))
             if trace is not None:
                 traces.append(trace)
+                for step in steps:
+                    demos.append(step)
                 solved += 1
             cost += task_cost
         bar.update(len(chunk))
@@ -159,8 +169,23 @@ def _trace(ep: Episode, cost_usd: float) -> Trace:
                  total_reward=ep.total_reward, turns=ep.num_turns, cost_usd=cost_usd)
 
 
-def _attempt(seed: int, episodes: list[Episode], trace: Trace | None, cost_usd: float) -> dict[str, Any]:
+def demo_steps(ep: Episode, cost_usd: float) -> list[dict[str, Any]]:
+    """One record per turn of a solved episode: what the teacher saw, said and did, and what followed."""
+    steps = []
+    for t in ep.turns:
+        after = t.message_index + 1
+        steps.append({
+            "demo_id": f"{ep.task_id}/{t.turn}", "task_id": ep.task_id, "seed": ep.seed, "step": t.turn,
+            "goal": ep.task, "observation": ep.messages[t.message_index - 1].content, "reply": t.response_text,
+            "action": t.action, "outcome": ep.messages[after].content if after < len(ep.messages)
+            else ep.final_observation, "reward": t.reward, "invalid_action": t.invalid_action,
+            "episode_cost_usd": cost_usd})
+    return steps
+
+
+def _attempt(seed: int, episodes: list[Episode], trace: Trace | None, cost_usd: float,
+             steps: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {"seed": seed, "task_id": episodes[0].task_id, "solved": trace is not None, "samples": len(episodes),
             "turns": [ep.num_turns for ep in episodes], "returns": [ep.total_reward for ep in episodes],
             "errors": [ep.error for ep in episodes if ep.error], "cost_usd": cost_usd,
-            "trace": None if trace is None else json.loads(trace.to_json())}
+            "trace": None if trace is None else json.loads(trace.to_json()), "demo": steps}

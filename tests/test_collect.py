@@ -38,6 +38,21 @@ def test_expert_traces_replay_to_wins(tmp_path):
             _, _, terminated, _, info = env.step(action)
         assert terminated and info["won"]
     assert json.loads((tmp_path / "summary.json").read_text())["success_rate"] == 1.0
+    demos = [json.loads(line) for line in (tmp_path / "demos.jsonl").read_text().splitlines()[1:]]
+    assert len(demos) == sum(t.turns for t in traces.values())
+    first = demos[0]
+    assert first["demo_id"] == f"{first['task_id']}/0" and first["goal"] and first["observation"]
+    assert first["action"] == traces[first["task_id"]].actions[0] and first["outcome"] != first["observation"]
+
+
+def test_expert_demos_on_the_appworld_env(tmp_path):
+    pytest.importorskip("agentdistill_appworld")
+    cfg = job(tmp_path, env=EnvConfig("agentdistill/AppWorld-v0", kwargs={"split": "train"}, max_turns=30),
+              num_tasks=2)
+    assert collect(cfg).solved == 2
+    demos = [json.loads(line) for line in (tmp_path / "demos.jsonl").read_text().splitlines()[1:]]
+    assert demos and all(d["action"] for d in demos) and any("apis." in d["action"] for d in demos)
+    assert all(d["goal"] in d["observation"] or d["step"] > 0 for d in demos)  # the first observation states it
 
 
 def _cut(path: Path, complete_lines: int, partial: bool) -> None:
@@ -60,10 +75,16 @@ def test_a_killed_collect_resumes_to_the_same_files(tmp_path, traces_kept, attem
     shutil.copytree(straight, killed)
     _cut(killed / "traces.jsonl", traces_kept, partial)
     _cut(killed / "attempts.jsonl", attempts_kept, partial=False)
+    _cut(killed / "demos.jsonl", 1 + sum(_turns(straight, i) for i in range(traces_kept - 1)), partial)
     summary = collect(job(killed))
     assert summary.new_tasks == 10 - (attempts_kept - 1)
-    for name in ("traces.jsonl", "attempts.jsonl"):  # nothing lost, nothing duplicated, same order
+    for name in ("traces.jsonl", "attempts.jsonl", "demos.jsonl"):  # nothing lost or duplicated, same order
         assert (killed / name).read_bytes() == (straight / name).read_bytes()
+
+
+def _turns(out: Path, index: int) -> int:
+    """Steps of the index-th solved task (its demo lines)."""
+    return json.loads((out / "traces.jsonl").read_text().splitlines()[1 + index])["turns"]
 
 
 def test_another_job_in_the_same_out_dir_is_refused_and_nothing_changes(tmp_path):
