@@ -20,7 +20,8 @@ EVAL_FILE = "eval.jsonl"
 
 CURVE_KEYS = (
     "loss", "success_rate", "mean_return", "mean_kl", "entropy", "zero_adv_fraction", "clip_fraction",
-    "teacher_clip_frac", "student_clip_frac", "alpha", "pi_leak_rate", "grad_norm", "lr", "tokens_per_s",
+    "teacher_clip_frac", "student_clip_frac", "alpha", "loss_sdl", "skill_coverage", "bank_size",
+    "bank_mean_usefulness", "summaries_failed", "pi_leak_rate", "grad_norm", "lr", "tokens_per_s",
 )
 """Metrics drawn in the learning curves, in this order, when a run logs them."""
 
