@@ -73,7 +73,7 @@ class TemplateSummariser:
         winners = sorted((ep for ep in episodes if ep.won), key=lambda ep: (ep.num_turns, ep.episode_id))
         refused = Counter(t.response_text.strip()[:60] for ep in episodes for t in ep.turns if t.invalid_action)
         mistakes = (f"{sum(refused.values())} replies were refused or did not parse, most often: "
-                    + "; ".join(f"'{text}' ×{n}" for text, n in refused.most_common(3))) if refused else \
+                    + "; ".join(f"'{text}' ×{n}" for text, n in refused.most_common(3)) + ".") if refused else \
             "No action was refused."
         lost = [ep for ep in episodes if not ep.won]
         if lost:
