@@ -1,6 +1,8 @@
 """In-context distillation with self-consistency cascades (deployment-time distillation).
 
-So far: ``ledger`` (per-call tokens and dollars under an explicit billing model; break-even and savings) and
-``agreement`` (when N student samples count as agreeing: normalised commands, code ASTs, API-call
-signatures). Demo collection, retrieval and the cascade agent build on them.
+So far: ``ledger`` (per-call tokens and dollars under an explicit billing model; break-even and savings),
+``agreement`` (when N student samples agree: normalised commands, code ASTs, API-call signatures) and
+``retrieval`` (a demo index over the per-step records ``agentdistill collect`` writes to ``demos.jsonl``:
+weighted multi-key similarity, ±w windows, never the evaluated task). The cascade agent and the
+``agentdistill icd`` commands build on them.
 """
