@@ -161,6 +161,7 @@ def train(cfg: SkillSDConfig) -> RunResult:
             result = rollout_round(run, policy, seeds)
             rewards = [episode_reward(ep, cfg.truncation_reward) for ep in result.episodes]
             advantages = episode_advantages(result.episodes, rewards, scale_by_std=cfg.scale_by_std)
+            reward_of = {ep.episode_id: r for ep, r in zip(result.episodes, rewards)}
             groups = _groups(result.episodes)
 
             # ---- skills: UCB pick per task, teacher view x ⊕ S(x) scored by θ̄ on the student's own tokens
@@ -175,8 +176,9 @@ def train(cfg: SkillSDConfig) -> RunResult:
                     skill_text = "\n\n".join(s.render() for s in skills)
                     lps = _teacher_logprobs(teacher_model, tokenizer, group, skill_text, spec, cfg)
                     teacher_lp.update(lps)
-                    u = usefulness(group, [episode_reward(ep, cfg.truncation_reward) for ep in group], lps)
-                    mean_reward = sum(episode_reward(ep, cfg.truncation_reward) for ep in group) / len(group)
+                    group_rewards = [reward_of[ep.episode_id] for ep in group]
+                    u = usefulness(group, group_rewards, lps)
+                    mean_reward = sum(group_rewards) / len(group)
                     for s in skills:
                         bank.observe(s.skill_id, u, reward=mean_reward)
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
+from gymnasium.utils import seeding
 
 from agentdistill_appworld.executor import ExecutorLimits, Sandbox
 from agentdistill_appworld.scenarios import SPLITS, scenarios_in
@@ -191,7 +192,7 @@ class AppWorldEnv(gym.Env):
                          "memory_mb": self.memory_mb},
                 "task_names": [(s.name, k) for s, k in self.tasks],
                 "task": None if scenario is None else (scenario.name, variant.k), "cells": list(self._cells),
-                "digest": None if scenario is None else world_digest(self._ctx), "rng": self.np_random_seed,
+                "digest": None if scenario is None else world_digest(self._ctx), "rng": self._np_random_seed,
                 "rng_state": self.np_random.bit_generator.state if self._np_random is not None else None,
                 "action_rng": self.action_space.np_random.bit_generator.state}
 
@@ -199,9 +200,10 @@ class AppWorldEnv(gym.Env):
         self.__init__(**state["init"])
         by_name = {s.name: s for s, _ in tasks_of(self.split)}
         self.tasks = [(by_name[name], k) for name, k in state["task_names"]]
-        if state["rng_state"] is not None:
-            self.reset(seed=0)  # creates the generators; their states are restored below
-            self.np_random.bit_generator.state = state["rng_state"]
+        if state["rng_state"] is not None:  # the generator exactly as it was, without a throwaway reset
+            self._np_random, _ = seeding.np_random(0)
+            self._np_random.bit_generator.state = state["rng_state"]
+            self._np_random_seed = state["rng"]
         self.action_space.np_random.bit_generator.state = state["action_rng"]
         if state["task"] is None:
             return

@@ -21,6 +21,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from agentdistill_appworld.executor import APICallError, ExecutorLimits, Sandbox
@@ -55,8 +56,9 @@ class Checker:
     def as_dicts(self, table: str, rows: tuple[tuple, ...] | list[tuple]) -> list[dict[str, Any]]:
         return [dict(zip(self.columns[table], row)) for row in rows]
 
-    @property
+    @cached_property
     def changes(self) -> dict[str, TableDiff]:
+        """Per changed table, the rows added and removed (computed once: checks read it many times)."""
         return diff(self.start, self.end)
 
     def require(self, ok: bool, requirement: str) -> bool:

@@ -42,6 +42,16 @@ def fmt_cents(cents: int) -> str:
     return f"{cents / 100:.2f}"
 
 
+def clean_text(value: str, name: str, limit: int) -> str:
+    """``value`` stripped, or 422 when it is empty or longer than ``limit`` characters."""
+    clean = value.strip()
+    if not clean:
+        raise Unprocessable(f"{name} must not be empty")
+    if len(clean) > limit:
+        raise Unprocessable(f"{name} must have at most {limit} characters, got {len(clean)}")
+    return clean
+
+
 def check_date(value: str, name: str) -> str:
     """``value`` if it is a date YYYY-MM-DD, else 422 naming the parameter."""
     try:

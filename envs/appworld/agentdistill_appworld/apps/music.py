@@ -41,6 +41,7 @@ from agentdistill_appworld.framework import (
     api,
     paginate,
 )
+from agentdistill_appworld.values import clean_text
 
 SONG = {"song_id": "integer", "title": "string", "artist_id": "integer", "artist_name": "string",
         "album_id": "integer (null for a single)", "album_title": "string (null for a single)",
@@ -127,14 +128,6 @@ def _check_date(value: str, what: str) -> None:
     if not ok:
         raise ValueError(f"{what} must be a date YYYY-MM-DD, got {value!r}")
 
-
-def _clean_title(title: str) -> str:
-    title = title.strip()
-    if not title:
-        raise Unprocessable("title must not be empty")
-    if len(title) > MAX_TITLE:
-        raise Unprocessable(f"title must have at most {MAX_TITLE} characters, got {len(title)}")
-    return title
 
 
 class Music(AccountApp):
@@ -580,7 +573,7 @@ class Music(AccountApp):
         return playlist
 
     def _free_title(self, title: str, playlist_id: Optional[int] = None) -> str:
-        title = _clean_title(title)
+        title = clean_text(title, "title", MAX_TITLE)
         clash = self.row("SELECT playlist_id FROM music_playlists WHERE owner = ? AND lower(title) = lower(?) "
                          "AND playlist_id != ?", (self.user, title, playlist_id or 0))
         if clash:

@@ -28,6 +28,7 @@ from agentdistill_appworld.framework import (
     api,
     paginate,
 )
+from agentdistill_appworld.values import clean_text
 
 NOTE = {"note_id": "integer", "title": "string", "content": "string", "tags": ["string"], "pinned": "boolean",
         "owner_email": "string", "read_only": "boolean (true for a note shared with you)",
@@ -50,14 +51,6 @@ def _tag(tag: str) -> str:
     return clean
 
 
-def _title(title: str) -> str:
-    clean = title.strip()
-    if not clean:
-        raise Unprocessable("title must not be empty")
-    if len(clean) > MAX_TITLE:
-        raise Unprocessable(f"title must have at most {MAX_TITLE} characters, got {len(clean)}")
-    return clean
-
 
 class Notes(AccountApp):
     name = "notes"
@@ -77,7 +70,7 @@ class Notes(AccountApp):
          pinned="Pin it to the top of your notes.")
     def create_note(self, title: str, content: str = "", tags: Optional[list[str]] = None,
                     pinned: bool = False) -> dict[str, Any]:
-        title = _title(title)
+        title = clean_text(title, "title", MAX_TITLE)
         clean = sorted({_tag(t) for t in tags or []})
         note_id = self.insert("notes_notes", {"owner": self.user, "title": title, "content": content,
                                               "pinned": int(pinned), "created_at": self.now, "updated_at": self.now})
@@ -122,7 +115,7 @@ class Notes(AccountApp):
         self._own(note_id)
         if title is None and content is None:
             raise Unprocessable("give title and/or content to update")
-        changes = {k: v for k, v in {"title": None if title is None else _title(title),
+        changes = {k: v for k, v in {"title": None if title is None else clean_text(title, "title", MAX_TITLE),
                                      "content": content}.items() if v is not None}
         sets = ", ".join(f"{k} = ?" for k in changes)
         self.db.execute(f"UPDATE notes_notes SET {sets}, updated_at = ? WHERE note_id = ?",

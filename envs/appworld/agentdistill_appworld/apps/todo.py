@@ -29,6 +29,7 @@ from agentdistill_appworld.framework import (
     api,
     paginate,
 )
+from agentdistill_appworld.values import clean_text
 
 TASK = {"task_id": "integer", "title": "string", "description": "string",
         "project_id": "integer (null: in no project)", "project_name": "string (null: in no project)",
@@ -77,17 +78,9 @@ def _priority(value: int) -> int:
     return value
 
 
-def _text(value: str, what: str, limit: int) -> str:
-    clean = value.strip()
-    if not clean:
-        raise Unprocessable(f"{what} must not be empty")
-    if len(clean) > limit:
-        raise Unprocessable(f"{what} must have at most {limit} characters, got {len(clean)}")
-    return clean
-
 
 def _labels(labels: list[str]) -> list[str]:
-    return sorted({_text(label, "labels", 50).lower() for label in labels})
+    return sorted({clean_text(label, "labels", 50).lower() for label in labels})
 
 
 class Todo(AccountApp):
@@ -164,7 +157,7 @@ class Todo(AccountApp):
          project_id="The project to put it in (null: no project); it must not be archived.")
     def create_task(self, title: str, description: str = "", due_date: Optional[str] = None, priority: int = 4,
                     labels: Optional[list[str]] = None, project_id: Optional[int] = None) -> dict[str, Any]:
-        title = _text(title, "title", 200)
+        title = clean_text(title, "title", 200)
         if due_date is not None:
             _date(due_date, "due_date")
         _priority(priority)
@@ -198,7 +191,7 @@ class Todo(AccountApp):
                 _date(value, what)
         if priority is not None:
             _priority(priority)
-        label = None if label is None else _text(label, "label", 50).lower()
+        label = None if label is None else clean_text(label, "label", 50).lower()
         like = f"%{query.strip().lower()}%"
         rows = self.rows(
             f"{TASK_SELECT} WHERE t.owner = ? AND (lower(t.title) LIKE ? OR lower(t.description) LIKE ?) AND "
@@ -226,7 +219,7 @@ class Todo(AccountApp):
         self._task(task_id)
         changes: dict[str, Any] = {}
         if title is not None:
-            changes["title"] = _text(title, "title", 200)
+            changes["title"] = clean_text(title, "title", 200)
         if description is not None:
             changes["description"] = description
         if due_date is not None:
@@ -285,7 +278,7 @@ class Todo(AccountApp):
     def add_task_comment(self, task_id: int, text: str) -> dict[str, Any]:
         self._task(task_id)
         comment_id = self.insert("todo_comments", {"task_id": task_id, "author": self.user,
-                                                   "text": _text(text, "text", 2000), "created_at": self.now})
+                                                   "text": clean_text(text, "text", 2000), "created_at": self.now})
         return {"comment_id": comment_id, "message": "Comment added."}
 
     @api("List a task's comments, oldest first.", response=[COMMENT], task_id="The task's id.", **PAGE_DOCS)
@@ -310,7 +303,7 @@ class Todo(AccountApp):
         return project
 
     def _free_name(self, name: str, project_id: Optional[int] = None) -> str:
-        name = _text(name, "name", 100)
+        name = clean_text(name, "name", 100)
         clash = self.row("SELECT project_id FROM todo_projects WHERE owner = ? AND lower(name) = lower(?) AND "
                          "project_id != ?", (self.user, name, project_id or 0))
         if clash:
