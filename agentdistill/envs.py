@@ -82,12 +82,21 @@ class EnvContractError(AssertionError):
 # --------------------------------------------------------------------------------------------- discovery
 
 
+_BROKEN_PLUGINS: dict[str, str] = {}
+
+
 @cache
 def _plugins() -> dict[str, Callable[[], AgentInterface]]:
+    """Load every installed env plugin. One that fails to load is reported (a warning now, and in the error
+    for an unknown env id) instead of taking every other family down with it."""
     interfaces: dict[str, Callable[[], AgentInterface]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        register = ep.load()
-        interfaces.update(register())
+        try:
+            interfaces.update(ep.load()())
+        except Exception as e:  # a third party's import error must not hide the families that work
+            _BROKEN_PLUGINS[ep.value] = f"{type(e).__name__}: {e}"
+            warnings.warn(f"env plugin {ep.name!r} ({ep.value}) failed to load and is skipped: "
+                          f"{type(e).__name__}: {e}. Reinstall it or uninstall it.", stacklevel=2)
     return interfaces
 
 
@@ -100,8 +109,9 @@ def registered_env_ids() -> list[str]:
 def _check_known(env_id: str) -> None:
     if env_id not in registered_env_ids():
         known = ", ".join(registered_env_ids()) or "none: no env plugin is installed"
+        broken = "".join(f" Plugin {name} failed to load ({error})." for name, error in _BROKEN_PLUGINS.items())
         raise gym.error.UnregisteredEnv(
-            f"unknown env id {env_id!r}. Registered agentdistill envs: {known}. Env families are plugin "
+            f"unknown env id {env_id!r}. Registered agentdistill envs: {known}.{broken} Env families are plugin "
             "distributions: install one, e.g. `pip install -e envs/sokoban` from a checkout."
         )
 

@@ -197,6 +197,9 @@ def _prompt(
         sample_seed=sample_seed(run_seed, ep.seed, ep.sample, len(ep.turns)),
         admissible_actions=tuple(admissible) if admissible is not None else None,
         privileged=ep.info.get("privileged") if policy.sees_privileged else None,
+        task_id=ep.info.get("task_id"),
+        episode_id=_episode_id(ep),
+        goal=ep.info.get("task"),
     )
     return prompt, student_ids, teacher_ids
 
@@ -257,7 +260,7 @@ def _step(
 def _finish(ep: _Live, env_id: str, policy_name: str, act_on: str) -> Episode:
     last_info = public_info(ep.info)
     rtg = return_to_go([t["reward"] for t in ep.turns])
-    episode_id, group_id = f"seed{ep.seed}-g{ep.sample}", f"seed{ep.seed}"
+    episode_id, group_id = _episode_id(ep), f"seed{ep.seed}"
     common = dict(episode_id=episode_id, group_id=group_id, task_id=last_info["task_id"])
     turns = tuple(TurnSample(**common, **t, return_to_go=g) for t, g in zip(ep.turns, rtg))
     return Episode(
@@ -276,6 +279,10 @@ def _finish(ep: _Live, env_id: str, policy_name: str, act_on: str) -> Episode:
         metadata={"act_on": act_on, "cost_usd": ep.cost_usd,
                   "task_family": str(last_info.get("task_type", env_id))},
     )
+
+
+def _episode_id(ep: _Live) -> str:
+    return f"seed{ep.seed}-g{ep.sample}"
 
 
 def summarize(episodes: Sequence[Episode], tokens_generated: int, wall_time_s: float) -> RolloutMetrics:

@@ -16,6 +16,7 @@ from agentdistill.config import (
     CollectJobConfig,
     EnvConfig,
     EvalJobConfig,
+    IcdJobConfig,
     ModelConfig,
     RolloutJobConfig,
     TrainConfig,
@@ -64,7 +65,8 @@ def test_envs_command_lists_sokoban():
 
 PRESETS = [(group.name, p.stem) for group in sorted(config_dir().iterdir()) if group.is_dir()
            for p in sorted(group.glob("*.yaml"))]
-JOBS = {"rollout": RolloutJobConfig, "eval": EvalJobConfig, "train": TrainConfig, "collect": CollectJobConfig}
+JOBS = {"rollout": RolloutJobConfig, "eval": EvalJobConfig, "train": TrainConfig, "collect": CollectJobConfig,
+        "icd": IcdJobConfig, "icd_collect": CollectJobConfig}
 
 
 def _compose(command: str, overrides: list[str]):

@@ -5,8 +5,10 @@ Billing of N student samples per step (the choice moves costs by up to N×, so i
 - ``samples="one_call"``: one request with ``n=N`` — the prompt is billed once, completions N times;
 - ``samples="separate_calls"``: N requests — the prompt is billed N times.
 
-With ``prompt_caching=True`` prompt tokens the provider reports as cached are billed at the cached price
-(when the price table has one); otherwise every prompt token is billed at the input price.
+With ``prompt_caching=True`` a call's cached prompt tokens (reported by the provider, or the prefix shared
+with the same role's previous request in the episode — see ``icd.agent``) are billed at the cached price
+(when the price table has one), and so are the repeated prompts of ``separate_calls``; otherwise every
+prompt token is billed at the input price.
 
 Amortisation (envs_and_icd.md §1.6): collecting demonstrations costs ``C_demo`` once; afterwards the method
 costs ``c_method`` per episode against the teacher's ``c_teacher``. Total(n) = C_demo + n·c_method, so the
@@ -53,11 +55,16 @@ class Call:
 
 
 def call_cost(call: Call, price: Price, billing: BillingModel) -> float:
-    """Dollars for ``call`` under ``billing`` (see the module docstring)."""
-    requests = call.samples if billing.samples == "separate_calls" else 1
+    """Dollars for ``call`` under ``billing`` (see the module docstring).
+
+    With ``separate_calls`` and prompt caching, the 2nd..Nth requests of a step find the whole prompt cached.
+    """
+    prompt_price = Price(price.input, 0.0, price.cached_input)
     cached = call.cached_tokens if billing.prompt_caching else 0
-    per_request = Price(price.input, 0.0, price.cached_input).cost(call.prompt_tokens, 0, cached)
-    return requests * per_request + call.completion_tokens * price.output / 1e6
+    first = prompt_price.cost(call.prompt_tokens, 0, cached)
+    repeats = call.samples - 1 if billing.samples == "separate_calls" else 0
+    repeat = prompt_price.cost(call.prompt_tokens, 0, call.prompt_tokens if billing.prompt_caching else 0)
+    return first + repeats * repeat + call.completion_tokens * price.output / 1e6
 
 
 @dataclass

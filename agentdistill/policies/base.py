@@ -27,6 +27,12 @@ class Prompt:
     """Seed for this prompt's sampling, derived from (run seed, task, sample, turn): batching never changes it."""
     admissible_actions: tuple[str, ...] | None = None
     privileged: Mapping[str, Any] | None = None
+    task_id: str | None = None
+    """The env's task id (public): agents that retrieve demonstrations use it to leave out the task itself."""
+    episode_id: str | None = None
+    """The rollout's episode id: agents that keep per-episode accounts (the ICD cascade) key them by it."""
+    goal: str | None = None
+    """The task text (``info["task"]``)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,10 @@ class Completion:
     finish_reason: FinishReason = "stop"
     cost_usd: float = 0.0
     """What producing this reply was billed (HTTP policies); 0 for local models and scripts."""
+    prompt_tokens: int | None = None
+    """Prompt tokens the provider billed for this reply's request (HTTP policies); None when not reported."""
+    completion_tokens: int | None = None
+    """Completion tokens the provider billed (HTTP policies); None when not reported."""
 
 
 @runtime_checkable

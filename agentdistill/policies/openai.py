@@ -315,7 +315,7 @@ class OpenAIPolicy:
         ]
         return [
             Completion(text=r.texts[0], finish_reason="length" if r.finish_reasons[0] == "length" else "stop",
-                       cost_usd=r.cost_usd)
+                       cost_usd=r.cost_usd, prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens)
             for r in self.client.chat_many(requests)
         ]
 

@@ -29,9 +29,11 @@ def test_billing_models_by_hand():
     assert call_cost(call, MINI, BillingModel("one_call")) == pytest.approx((2000 * 0.40 + 90 * 1.60) / 1e6)
     # three calls: prompt three times
     assert call_cost(call, MINI, BillingModel("separate_calls")) == pytest.approx((3 * 2000 * 0.40 + 90 * 1.60) / 1e6)
-    # caching: 1500 of the 2000 prompt tokens at 0.10
+    # caching: the first request has 1500 of its 2000 prompt tokens cached (0.10), the two repeats all 2000
     assert call_cost(call, MINI, BillingModel("separate_calls", prompt_caching=True)) == pytest.approx(
-        (3 * (500 * 0.40 + 1500 * 0.10) + 90 * 1.60) / 1e6)
+        ((500 * 0.40 + 1500 * 0.10) + 2 * 2000 * 0.10 + 90 * 1.60) / 1e6)
+    assert call_cost(call, MINI, BillingModel("one_call", prompt_caching=True)) == pytest.approx(
+        (500 * 0.40 + 1500 * 0.10 + 90 * 1.60) / 1e6)
     with pytest.raises(ValueError, match="samples must be one of"):
         BillingModel("batched")
 
