@@ -177,13 +177,14 @@ class IcdAgent:
         """Per prompt: the student's prompt (with demos) and its N completions, all in one batched call."""
         student_prompts = []
         for p, windows in zip(prompts, demos):
-            messages = p.messages
+            messages, ids = p.messages, p.token_ids
             if windows:
                 block = "\n\n".join(f"[Example {j + 1}]\n{w.render()}" for j, w in enumerate(windows))
                 system = messages[0]
                 messages = (Message("system", f"{system.content}\n\n{DEMO_HEADER}\n\n{block}"), *messages[1:])
-            ids = encode(self.tokenizer, render_text(self.tokenizer, messages)) if self.tokenizer is not None \
-                else None
+                ids = None
+            if ids is None and self.tokenizer is not None:
+                ids = encode(self.tokenizer, render_text(self.tokenizer, messages))
             student_prompts.append(replace(p, messages=tuple(messages), token_ids=ids, privileged=None))
         batch = [replace(sp, sample_seed=_derive(sp.sample_seed, j)) if self.samples > 1 else sp
                  for sp in student_prompts for j in range(self.samples)]
