@@ -138,3 +138,14 @@ def test_the_cli(tmp_path, demos):
     assert "usage: agentdistill icd" in run_cli("icd", "serve").stderr
     bad = run_cli("icd", "run", "sampels=3")
     assert bad.returncode != 0 and "Did you mean 'samples'?" in bad.stderr
+
+
+def test_a_local_model_as_the_teacher(tmp_path, demos):
+    report = run_icd(job(tmp_path, demos, arms=["teacher"], teacher="hf",
+                         teacher_model=ModelConfig("tiny-random", device="cpu"), num_tasks=1))
+    record = _lines(tmp_path / "episodes.jsonl")[0]
+    assert record["deferred_steps"] == record["steps"] == record["turns"] > 0
+    calls = [c for s in record["step_records"] for c in s["calls"]]
+    assert all(c["role"] == "teacher" and c["model"] == "claude-sonnet-4-5" and 0 < c["completion_tokens"] <= 6
+               for c in calls)  # the sampled ids, at most max_new_tokens
+    assert report["arms"]["teacher"]["usd_per_episode"] == pytest.approx(record["cost_usd"]) and record["cost_usd"] > 0
