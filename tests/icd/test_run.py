@@ -13,7 +13,6 @@ import pytest
 
 from agentdistill.collect import collect
 from agentdistill.config import CollectJobConfig, EnvConfig, IcdJobConfig, ModelConfig
-from agentdistill.icd.ledger import break_even_episodes
 from agentdistill.icd.run import run_icd
 from agentdistill.traces import TraceFileError
 
