@@ -52,6 +52,8 @@ def icd_report(run_dir: str | Path, scale: tuple[int, ...] = SCALE) -> dict[str,
         row["break_even_episodes"] = break_even_episodes(c_demo, teacher_cost, row["usd_per_episode"])
         row["savings_usd"] = {str(n): savings_after(n, c_demo, teacher_cost, row["usd_per_episode"]) for n in scale}
         row["cost_ratio_vs_teacher"] = teacher_cost / row["usd_per_episode"] if row["usd_per_episode"] > 0 else math.inf
+        # savings mean little at lower accuracy: every table shows the accuracy given up beside them
+        row["accuracy_vs_teacher"] = row["accuracy"] - rows["teacher"]["accuracy"]
     report = {"env_id": header["env_id"], "tasks": len(common),
               "tasks_left_out": sorted(set().union(*(set(v) for v in by_arm.values())) - set(common)),
               "student": header["student"], "teacher": header["teacher"],
@@ -118,12 +120,13 @@ def render_markdown(report: dict[str, Any], scale: tuple[int, ...] = SCALE) -> s
              f"{report['prices']['student']}, teacher {report['teacher']} billed as {report['prices']['teacher']}; "
              f"N = {report['samples']} samples billed as {billing['samples']}, prompt caching "
              f"{'on' if billing['prompt_caching'] else 'off'}; demos cost ${report['demo_cost_usd']:.4f} to collect.",
-             "", "| arm | accuracy | $/episode | student $ | teacher $ | deferral rate | turns | break-even episodes | "
-             + " | ".join(f"savings @{n:,}" for n in scale) + " |",
-             "|---" * (8 + len(scale)) + "|"]
+             "", "| arm | accuracy | Δ accuracy vs teacher | $/episode | student $ | teacher $ | deferral rate | turns | "
+             "break-even episodes | " + " | ".join(f"savings @{n:,}" for n in scale) + " |",
+             "|---" * (9 + len(scale)) + "|"]
     for arm, r in report["arms"].items():
         savings = r.get("savings_usd", {})
-        lines.append(f"| {arm} | {r['accuracy']:.3f} | {r['usd_per_episode']:.5f} | {r['student_usd_per_episode']:.5f} | "
+        delta = f"{r['accuracy_vs_teacher']:+.3f}" if "accuracy_vs_teacher" in r else "–"
+        lines.append(f"| {arm} | {r['accuracy']:.3f} | {delta} | {r['usd_per_episode']:.5f} | {r['student_usd_per_episode']:.5f} | "
                      f"{r['teacher_usd_per_episode']:.5f} | {r['deferral_rate']:.3f} | {r['mean_turns']:.1f} | "
                      f"{_fmt_episodes(r.get('break_even_episodes'))} | "
                      + " | ".join(f"{savings[str(n)]:.2f}" if str(n) in savings else "–" for n in scale) + " |")
@@ -150,11 +153,12 @@ def _print(report: dict[str, Any], scale: tuple[int, ...]) -> None:
     from rich.table import Table
 
     table = Table(title=f"ICD on {report['env_id']}: {report['tasks']} tasks")
-    for col in ("arm", "accuracy", "$/episode", "deferral", "break-even", f"savings @{scale[-1]:,}"):
+    for col in ("arm", "accuracy", "Δ acc", "$/episode", "deferral", "break-even", f"savings @{scale[-1]:,}"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     for arm, r in report["arms"].items():
         saving = r.get("savings_usd", {}).get(str(scale[-1]))
-        table.add_row(arm, f"{r['accuracy']:.3f}", f"{r['usd_per_episode']:.5f}", f"{r['deferral_rate']:.3f}",
+        delta = f"{r['accuracy_vs_teacher']:+.3f}" if "accuracy_vs_teacher" in r else "–"
+        table.add_row(arm, f"{r['accuracy']:.3f}", delta, f"{r['usd_per_episode']:.5f}", f"{r['deferral_rate']:.3f}",
                       _fmt_episodes(r.get("break_even_episodes")), "–" if saving is None else f"{saving:.2f}")
     Console(width=max(Console().width, 110)).print(table)
     for arm, r in report["arms"].items():

@@ -155,9 +155,11 @@ class _Parts:
             from agentdistill.models import model_folder
             from agentdistill.policies.vllm import VLLMPolicy
 
+            # demos make long prompts: allow SmolLM2's full 8k context (vLLM caps it at the model's own)
             engine = self._once("student_vllm", lambda: VLLMPolicy(
-                model_folder(cfg.model.name), temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed))
-            return _WithTemperature(engine, temperature)
+                model_folder(cfg.model.name), temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                max_model_len=8192))
+            return WithTemperature(engine, temperature)
         from agentdistill.policies.openai import OpenAIClient, OpenAIPolicy
 
         client = self._once("student_client", lambda: OpenAIClient.from_config(cfg.student_endpoint))
@@ -192,7 +194,7 @@ class _Parts:
         return self._once("index", build)
 
 
-class _WithTemperature:
+class WithTemperature:
     """One colocated vLLM engine serving arms that sample at different temperatures."""
 
     sees_privileged = False

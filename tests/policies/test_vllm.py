@@ -88,3 +88,37 @@ def test_rollout_with_the_vllm_policy_records_ids_and_logprobs(engine):
 def test_a_path_that_is_not_a_model_folder_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a local HF model folder"):
         VLLMPolicy(tmp_path)
+
+
+def test_the_icd_cascade_with_a_vllm_student(engine, tmp_path):
+    from agentdistill import envs
+    from agentdistill.collect import collect
+    from agentdistill.config import CollectJobConfig, EnvConfig
+    from agentdistill.icd.agent import IcdAgent
+    from agentdistill.icd.agreement import agree
+    from agentdistill.icd.ledger import Ledger
+    from agentdistill.icd.retrieval import DemoIndex, HashingEmbedder, load_demos
+    from agentdistill.icd.run import WithTemperature
+    from agentdistill.policies import ExpertPolicy
+    from agentdistill.policies.openai import load_prices
+
+    policy, _, tokenizer, _ = engine
+    sokoban = "agentdistill/Sokoban-v0"
+    kwargs = {"dim_room": (6, 6), "num_boxes": 1}
+    collect(CollectJobConfig(env=EnvConfig(sokoban, kwargs=dict(kwargs), max_turns=20), num_tasks=3,
+                             out_dir=str(tmp_path), progress=False))
+    interface = envs.default_interface(sokoban)
+    agent = IcdAgent(student=WithTemperature(policy, 0.7), teacher=ExpertPolicy(interface), interface=interface,
+                     tokenizer=tokenizer, ledger=Ledger(load_prices()), student_model="gpt-4.1-mini",
+                     teacher_model="claude-sonnet-4-5", index=DemoIndex(load_demos(tmp_path / "demos.jsonl"),
+                                                                      HashingEmbedder()), samples=2)
+    episodes = rollout(sokoban, agent, seeds=[100, 101], tokenizer=tokenizer, max_turns=2, env_kwargs=kwargs,
+                       progress=False, on_error="raise").episodes
+    assert policy.temperature == 1.0  # sampled at 0.7, then the module's engine is left as the fixture built it
+    for ep in episodes:
+        steps = agent.take(ep.episode_id)
+        assert len(steps) == ep.num_turns == 2
+        for step in steps:
+            student = next(c for c in step.calls if c["role"] == "student")
+            assert student["samples"] == 2 and 0 < student["completion_tokens"] <= 2 * 8  # the sampled ids
+            assert step.deferred == (not agree(step.actions).accepted)

@@ -68,3 +68,45 @@ def test_a_teacher_outage_stops_the_run_and_a_rerun_loses_nothing(proxy, tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert report["tasks"] == TASKS and report["arms"]["cascade"]["episodes"] == TASKS
     assert "accuracy[cascade]:" in output
+
+
+
+def test_an_http_student_is_billed_the_tokens_the_server_counted(server_url, tmp_path):
+    from agentdistill import envs
+    from agentdistill.icd.agent import IcdAgent
+    from agentdistill.icd.ledger import Ledger
+    from agentdistill.icd.retrieval import DemoIndex, HashingEmbedder, load_demos
+    from agentdistill.models import load_tokenizer
+    from agentdistill.policies import ExpertPolicy
+    from agentdistill.policies.openai import OpenAIClient, OpenAIPolicy, Price, load_prices
+    from agentdistill.rollout import rollout
+    from agentdistill.views import encode, render_text
+
+    sokoban, kwargs = "agentdistill/Sokoban-v0", {"dim_room": (6, 6), "num_boxes": 1}
+    collect(CollectJobConfig(env=EnvConfig(sokoban, kwargs=dict(kwargs), max_turns=10), num_tasks=3,
+                             out_dir=str(tmp_path), progress=False))
+    sent = []
+
+    class Recording(OpenAIPolicy):
+        def act(self, prompts):
+            sent.extend(prompts)
+            return super().act(prompts)
+
+    tokenizer = load_tokenizer("smollm2-135m-instruct")  # the served model's own tokenizer
+    interface = envs.default_interface(sokoban)
+    client = OpenAIClient(base_url=server_url, model=SERVED_NAME, price=Price(0.0, 0.0))
+    agent = IcdAgent(student=Recording(client, temperature=1.0, max_new_tokens=8), teacher=ExpertPolicy(interface),
+                     interface=interface, tokenizer=tokenizer, ledger=Ledger(load_prices()),
+                     student_model="gpt-4.1-mini", teacher_model="claude-sonnet-4-5",
+                     index=DemoIndex(load_demos(tmp_path / "demos.jsonl"), HashingEmbedder()), samples=2)
+    episode = rollout(sokoban, agent, seeds=[100], tokenizer=tokenizer, max_turns=2, env_kwargs=kwargs,
+                      progress=False, on_error="raise").episodes[0]
+    steps = agent.take(episode.episode_id)
+    assert len(sent) == 2 * len(steps) == 4  # two samples per step, each its own request
+    for j, step in enumerate(steps):
+        student = next(c for c in step.calls if c["role"] == "student")
+        prompt = sent[2 * j]
+        assert "[Example 1]" in prompt.messages[0].content  # the demos were sent
+        # the server's count of what was sent equals our template's: the ledger bills what went over the wire
+        assert student["prompt_tokens"] == len(encode(tokenizer, render_text(tokenizer, prompt.messages)))
+        assert student["samples"] == 2 and 0 < student["completion_tokens"] <= 16
