@@ -9,7 +9,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.mark.parametrize("script", ["rollout_sokoban.py", "distill_step.py", "train_pi_distill.py"])
+@pytest.mark.parametrize("script", ["rollout_sokoban.py", "distill_step.py", "train_pi_distill.py", "icd_agent.py"])
 def test_example_runs(script, tmp_path):
     proc = subprocess.run([sys.executable, str(EXAMPLES / script), "tiny-random"], capture_output=True, text=True,
                           cwd=tmp_path, timeout=300)
