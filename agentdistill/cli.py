@@ -267,6 +267,7 @@ def _check_overrides(command: str, config_name: str, overrides: Sequence[str]) -
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    shown = f"agentdistill {command.replace('_', ' ')}"  # icd_run is typed `agentdistill icd run`
     job = [o for o in overrides if not o.lstrip("~+").startswith("hydra.") and not o.startswith("-")]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         try:
@@ -277,20 +278,20 @@ def _check_overrides(command: str, config_name: str, overrides: Sequence[str]) -
         cause = error.__cause__ or error
         full_key = getattr(cause, "full_key", None)
         if not full_key:
-            raise SystemExit(f"agentdistill {command.replace('_', ' ')}: {error}") from None
+            raise SystemExit(f"{shown}: {error}") from None
         groups = [o for o in job if "=" in o and "." not in o.split("=", 1)[0]]
         try:
             base = compose(config_name=config_name, overrides=[o for o in groups if o.split("=")[0] in
                                                            ("algo", "env", "model")])
         except (HydraException, OmegaConfBaseException):
-            raise SystemExit(f"agentdistill {command.replace('_', ' ')}: {error}") from None
+            raise SystemExit(f"{shown}: {error}") from None
     parent_key, _, leaf = str(full_key).rpartition(".")
     node = OmegaConf.select(base, parent_key) if parent_key else base
     valid = sorted(str(k) for k in node.keys()) if hasattr(node, "keys") else []
     close = difflib.get_close_matches(leaf, valid, n=1)
     where = f"under '{parent_key}'" if parent_key else "at the top level"
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise SystemExit(f"agentdistill {command.replace('_', ' ')}: bad override '{full_key}': {cause.msg if hasattr(cause, 'msg') else cause}"
+    raise SystemExit(f"{shown}: bad override '{full_key}': {cause.msg if hasattr(cause, 'msg') else cause}"
                      f"\nValid keys {where}: {', '.join(valid)}.{hint}")
 
 

@@ -140,6 +140,8 @@ class DemoIndex:
         self.demos = list(demos)
         self.embedder, self.keys = embedder, tuple(keys)
         self.vectors = {key: embedder.embed([str(d.get(key) or "") for d in self.demos]) for key in self.keys}
+        ids = [d["demo_id"] for d in self.demos]
+        self._id_rank = np.argsort(np.argsort(ids, kind="stable"), kind="stable")  # ties broken by demo_id
         self._by_task: dict[str, list[int]] = {}
         for i, d in enumerate(self.demos):
             self._by_task.setdefault(d["task_id"], []).append(i)
@@ -163,9 +165,9 @@ class DemoIndex:
             raise ValueError("k must be >= 1 and window >= 0")
         scores = self.scores(query, weights)
         excluded = set(exclude_task_ids)
-        order = sorted(range(len(self.demos)), key=lambda i: (-float(scores[i]), self.demos[i]["demo_id"]))
+        order = np.lexsort((self._id_rank, -scores))  # best score first, then demo_id
         picked: dict[str, list[tuple[int, float]]] = {}
-        for i in order:
+        for i in map(int, order):
             task = self.demos[i]["task_id"]
             if task in excluded:
                 continue

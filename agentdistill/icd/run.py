@@ -53,7 +53,7 @@ def run_icd(cfg: IcdJobConfig) -> dict[str, Any]:
     kwargs = env_kwargs({**cfg.env.kwargs, **cfg.env.eval_kwargs})
     seeds = list(range(cfg.env.eval_seed_start, cfg.env.eval_seed_start + cfg.num_tasks))
     table = load_prices(cfg.price_table)
-    prices = {m: price_for(m, table) for m in {cfg.student_price, cfg.teacher_price}}
+    prices = {m: price_for(m, table) for m in sorted({cfg.student_price, cfg.teacher_price})}
     billing = BillingModel(cfg.billing_samples, cfg.prompt_caching)
     demo_cost = demo_collection_cost(cfg.demos) if _needs_demos(cfg) else None
     header = {"env_id": cfg.env.id, "env_kwargs": kwargs, "seeds": seeds, "max_turns": cfg.env.max_turns,

@@ -303,6 +303,20 @@ class App:
         cursor = self.db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(values.values()))
         return int(cursor.lastrowid)
 
+    def add_comment(self, table: str, parent: str, parent_id: int, comment: str) -> dict[str, Any]:
+        """Insert the user's ``comment`` on row ``parent_id`` of a comments ``table`` keyed by ``parent``."""
+        if not comment.strip():
+            raise Unprocessable("comment must not be empty")
+        comment_id = self.insert(table, {parent: parent_id, "author": self.user, "comment": comment,
+                                         "created_at": self.now})
+        return {"comment_id": comment_id, "message": "Comment added."}
+
+    def comment_page(self, table: str, parent: str, parent_id: int, limit: int, offset: int) -> list[dict[str, Any]]:
+        """One page of the comments on row ``parent_id``, oldest first."""
+        return self.rows(f"SELECT comment_id, {parent}, author AS author_email, comment, created_at FROM {table} "
+                         f"WHERE {parent} = ? ORDER BY created_at, comment_id LIMIT ? OFFSET ?",
+                         (parent_id, limit, offset))
+
 
 def paginate(page_index: int, page_limit: int) -> tuple[int, int]:
     """(LIMIT, OFFSET) for a page, or 422 for a bad page."""

@@ -349,11 +349,7 @@ class SplitBill(AccountApp):
          expense_id="The expense's expense_id.", comment="The comment's text.")
     def add_expense_comment(self, expense_id: int, comment: str) -> dict[str, Any]:
         self._visible_expense(expense_id)
-        if not comment.strip():
-            raise Unprocessable("comment must not be empty")
-        comment_id = self.insert("splitbill_comments", {"expense_id": expense_id, "author": self.user,
-                                                        "comment": comment, "created_at": self.now})
-        return {"comment_id": comment_id, "message": "Comment added."}
+        return self.add_comment("splitbill_comments", "expense_id", expense_id, comment)
 
     @api("List the comments on an expense, oldest first.", response=[COMMENT],
          expense_id="The expense's expense_id.", **PAGE_DOCS)
@@ -361,9 +357,7 @@ class SplitBill(AccountApp):
                               page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         self._visible_expense(expense_id)
-        return self.rows("SELECT comment_id, expense_id, author AS author_email, comment, created_at FROM "
-                         "splitbill_comments WHERE expense_id = ? ORDER BY created_at, comment_id LIMIT ? OFFSET ?",
-                         (expense_id, limit, offset))
+        return self.comment_page("splitbill_comments", "expense_id", expense_id, limit, offset)
 
     # ---- balances and payments
 

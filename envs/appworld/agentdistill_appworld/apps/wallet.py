@@ -344,11 +344,7 @@ class Wallet(AccountApp):
          transaction_id="The payment's transaction_id.", comment="The comment's text.")
     def add_transaction_comment(self, transaction_id: int, comment: str) -> dict[str, Any]:
         self._visible_transaction(transaction_id)
-        if not comment.strip():
-            raise Unprocessable("comment must not be empty")
-        comment_id = self.insert("wallet_comments", {"transaction_id": transaction_id, "author": self.user,
-                                                     "comment": comment, "created_at": self.now})
-        return {"comment_id": comment_id, "message": "Comment added."}
+        return self.add_comment("wallet_comments", "transaction_id", transaction_id, comment)
 
     @api("List the comments on a payment, oldest first.", response=[COMMENT],
          transaction_id="The payment's transaction_id.", **PAGE_DOCS)
@@ -356,9 +352,7 @@ class Wallet(AccountApp):
                                   page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         self._visible_transaction(transaction_id)
-        return self.rows("SELECT comment_id, transaction_id, author AS author_email, comment, created_at FROM "
-                         "wallet_comments WHERE transaction_id = ? ORDER BY created_at, comment_id LIMIT ? OFFSET ?",
-                         (transaction_id, limit, offset))
+        return self.comment_page("wallet_comments", "transaction_id", transaction_id, limit, offset)
 
     @api("Delete one of your comments.", response=MESSAGE, comment_id="The comment's comment_id.")
     def delete_transaction_comment(self, comment_id: int) -> dict[str, str]:
