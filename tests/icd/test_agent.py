@@ -13,14 +13,16 @@ from agentdistill.icd.ledger import BillingModel, Call, Ledger, call_cost
 from agentdistill.icd.retrieval import DemoIndex, HashingEmbedder, load_demos
 from agentdistill.models import load_tokenizer
 from agentdistill.policies import ExpertPolicy, RandomPolicy
+from agentdistill.policies.base import Prompt
 from agentdistill.policies.openai import Price
 from agentdistill.rollout import rollout
+from agentdistill.types import Message
 from agentdistill.views import ViewSpec, encode, render_text
 
 ALFWORLD = "agentdistill/ALFWorld-v0"
 SMALL = {"split": "train", "difficulty": "small"}
 PRICES = {"cheap": Price(0.10, 0.40, 0.025), "dear": Price(2.00, 8.00, 0.50)}
-CANARY = "CANARY-7f3e-PRIVILEGED"
+CANARY = "canary7f3eprivileged"
 
 
 class Recording:
@@ -158,3 +160,22 @@ def test_every_dollar_is_the_price_table_applied_to_the_token_counts(tokenizer, 
                 if not billing.prompt_caching:
                     hand = (call["prompt_tokens"] * price.input + call["completion_tokens"] * price.output) / 1e6
                     assert call["cost_usd"] == pytest.approx(hand)
+
+
+def test_a_planted_pi_canary_reaches_the_teacher_and_never_the_student(demos, tokenizer):
+    interface = envs.default_interface(ALFWORLD)
+    student, teacher = Recording(RandomPolicy(interface)), Recording(ExpertPolicy(interface))
+    agent = _agent(tokenizer, student=student, teacher=teacher, index=DemoIndex(demos, HashingEmbedder()), samples=2)
+    messages = (Message("system", "You are in a house. Your task is to: put a mug in the sink."),
+                Message("user", "You see a sinkbasin 1 and a table 1.\n\nAdmissible actions: go to sinkbasin 1, look"))
+    prompts = [Prompt(messages=messages, token_ids=encode(tokenizer, render_text(tokenizer, messages)),
+                      sample_seed=seed, admissible_actions=("go to sinkbasin 1", "look"),
+                      privileged={"expert_plan": [f"look {CANARY}"]}, task_id="t", episode_id=f"e{seed}",
+                      goal="put a mug in the sink") for seed in range(6)]
+    agent.act(prompts)
+    assert teacher.prompts and all(CANARY in str(p.privileged) for p in teacher.prompts)  # the teacher reads it
+    assert len(student.prompts) == 2 * len(prompts)
+    for p in student.prompts:  # the student sees neither the PI mapping nor the canary, in text or ids
+        assert p.privileged is None
+        assert CANARY not in "".join(m.content for m in p.messages)
+        assert CANARY not in tokenizer.decode(list(p.token_ids))
