@@ -17,6 +17,11 @@ lines as an uninterrupted run's. A different job in the same ``out_dir`` (anothe
 refused.
 
 Use the traces for training with ``env.pi_traces=<out_dir>/traces.jsonl`` (PI kind ``expert_trace``).
+
+Pricing a teacher that reports no cost (``price_as``: the env expert or a local model billed as an expensive
+model) is a hook, ``TeacherPricer``: the collector serves every consumer of its files and knows no one way of
+billing. The command line passes the ICD cost ledger's (``priced_teacher`` in ``icd/agent.py``), so the
+``collect price_as=...`` and ``icd collect`` commands bill exactly as an ICD run does.
 """
 
 from __future__ import annotations
@@ -25,17 +30,36 @@ import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tqdm.auto import tqdm
 
 from agentdistill import envs
 from agentdistill.config import CollectJobConfig, env_kwargs
+from agentdistill.policies.base import Policy
 from agentdistill.traces import JsonlLog, Trace
 from agentdistill.types import Episode
 
+if TYPE_CHECKING:
+    from agentdistill.envs import AgentInterface
+    from agentdistill.policies.openai import Price
+
 TEACHERS = ("expert", "hf", "openai")
 SPLITS = ("train", "eval")
+
+
+class TeacherPricer(Protocol):
+    """Bills a teacher that reports no cost as ``model`` would be billed: returns a policy that acts exactly as
+    ``teacher`` and sets each reply's ``Completion.cost_usd`` (which the rollout sums into
+    ``Episode.metadata["cost_usd"]``, the dollars in ``attempts.jsonl``).
+
+    ``tokenizer`` counts the tokens of a teacher that reports none (``model``'s own tokenizer, or the local
+    teacher's); ``name`` is the returned policy's name (it is written in the files' headers, so a resumed
+    run must get the same one).
+    """
+
+    def __call__(self, teacher: Policy, *, model: str, price: Price, interface: AgentInterface, tokenizer: Any,
+                 name: str) -> Policy: ...
 
 
 @dataclass(frozen=True)
@@ -50,17 +74,20 @@ class CollectSummary:
     """Tasks rolled out by this invocation (the rest were done by an earlier one)."""
 
 
-def collect(cfg: CollectJobConfig) -> CollectSummary:
-    """Roll the teacher out on the split's tasks not yet in ``out_dir`` and append what it solved."""
+def collect(cfg: CollectJobConfig, *, pricer: TeacherPricer | None = None) -> CollectSummary:
+    """Roll the teacher out on the split's tasks not yet in ``out_dir`` and append what it solved.
+
+    ``pricer`` bills the teacher as ``cfg.price_as`` (required when that is set, unused otherwise).
+    """
     from agentdistill.rollout import rollout
     from agentdistill.runs import write_run_info
     from agentdistill.views import ViewSpec
 
-    _check(cfg)
+    _check(cfg, pricer)
     out = Path(cfg.out_dir)
     kwargs, seeds = _tasks(cfg)
     interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
-    policy, tokenizer, prices = _teacher(cfg, interface)
+    policy, tokenizer, prices = _teacher(cfg, interface, pricer)
     header = {"env_id": cfg.env.id, "env_kwargs": kwargs, "split": cfg.split, "teacher": policy.name}
     traces = JsonlLog.open(out / "traces.jsonl", header)  # refuses another job's out_dir before writing
     attempts = JsonlLog.open(out / "attempts.jsonl", header)
@@ -123,7 +150,7 @@ def collect(cfg: CollectJobConfig) -> CollectSummary:
     return summary
 
 
-def _check(cfg: CollectJobConfig) -> None:
+def _check(cfg: CollectJobConfig, pricer: TeacherPricer | None) -> None:
     if cfg.teacher not in TEACHERS:
         raise ValueError(f"unknown teacher {cfg.teacher!r}: choose from {list(TEACHERS)}")
     if cfg.split not in SPLITS:
@@ -135,6 +162,10 @@ def _check(cfg: CollectJobConfig) -> None:
     if cfg.teacher == "openai" and cfg.price_as:
         raise ValueError("price_as prices teachers that report no cost (expert, hf); an endpoint is priced by "
                          "endpoint.price_in/price_out or configs/prices.yaml")
+    if cfg.price_as and pricer is None:
+        raise ValueError(f"price_as={cfg.price_as!r} needs a pricer to bill the teacher with: use the command "
+                         "line's `collect` or `icd collect` (they pass the ICD ledger's), or call "
+                         "collect(cfg, pricer=priced_teacher) with priced_teacher from icd/agent.py")
 
 
 def _tasks(cfg: CollectJobConfig) -> tuple[dict[str, Any], list[int]]:
@@ -144,21 +175,21 @@ def _tasks(cfg: CollectJobConfig) -> tuple[dict[str, Any], list[int]]:
     return env_kwargs({**cfg.env.kwargs, **cfg.env.eval_kwargs}), list(range(first, first + cfg.num_tasks))
 
 
-def _teacher(cfg: CollectJobConfig, interface):
-    """(policy, tokenizer or None, {model: price} or None) for ``cfg.teacher``."""
-    if cfg.price_as:
-        from agentdistill.icd.agent import IcdAgent
-        from agentdistill.icd.ledger import Ledger
-        from agentdistill.models import load_tokenizer
-        from agentdistill.policies.openai import price_for
+def _teacher(cfg: CollectJobConfig, interface: AgentInterface, pricer: TeacherPricer | None):
+    """(policy, tokenizer or None, {model: price} or None) for ``cfg.teacher``, billed by ``pricer`` as
+    ``cfg.price_as`` when that is set (``_check`` made sure a pricer was given)."""
+    policy, tokenizer, prices = _unpriced_teacher(cfg, interface)
+    if not cfg.price_as:
+        return policy, tokenizer, prices
+    assert pricer is not None
+    from agentdistill.models import load_tokenizer
+    from agentdistill.policies.openai import price_for
 
-        policy, tokenizer, _ = _unpriced_teacher(cfg, interface)
-        prices = {cfg.price_as: price_for(cfg.price_as)}
-        priced = IcdAgent(student=None, teacher=policy, interface=interface,
-                          tokenizer=tokenizer or load_tokenizer(cfg.model.name), ledger=Ledger(prices),
-                          teacher_model=cfg.price_as, name=f"{policy.name} (priced as {cfg.price_as})")
-        return priced, tokenizer, prices
-    return _unpriced_teacher(cfg, interface)
+    price = price_for(cfg.price_as)
+    priced = pricer(policy, model=cfg.price_as, price=price, interface=interface,
+                    tokenizer=tokenizer or load_tokenizer(cfg.model.name),
+                    name=f"{policy.name} (priced as {cfg.price_as})")
+    return priced, tokenizer, {cfg.price_as: price}
 
 
 def _unpriced_teacher(cfg: CollectJobConfig, interface):

@@ -7,6 +7,10 @@ The held-out tasks are env seeds ``env.eval_seed_start ..`` with ``env.eval_kwar
 The student view is the deployment setting and the one to report. The teacher view (the same weights acting
 with the PI block in the prompt) is the upper bound π-Distill and OPSD distil from. ``pi_leak_rate`` counts
 replies that mention the PI itself (methods.md §14: track leakage per view).
+
+Episodes stopped by an env error are counted (``errors``, ``error_rate``) and kept out of every other figure:
+success, return, turns and leakage are over the episodes that ran to their end (see ``RolloutMetrics``), so a
+broken env shows up as errors, not as a policy that got worse.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ LEAK_WORDS = ("hint", "secret", "privileged", "expert plan", "expert's plan", "t
 _LEAK = re.compile("|".join(re.escape(w) for w in LEAK_WORDS), re.IGNORECASE)
 
 EVAL_KEYS = ("success_rate", "mean_return", "mean_turns", "invalid_action_rate", "format_error_rate",
-             "truncation_rate", "pi_leak_rate", "tokens_generated", "wall_time_s")
+             "truncation_rate", "pi_leak_rate", "tokens_generated", "wall_time_s", "errors", "error_rate")
 
 
 @dataclass(frozen=True)
 class EvalResult:
-    """One view's evaluation: its metrics (``EVAL_KEYS``) and the episodes behind them."""
+    """One view's evaluation: its metrics (``EVAL_KEYS``) and the episodes behind them (errored ones
+    included; ``metrics["errors"]`` counts them)."""
 
     view: str
     metrics: dict[str, float]
@@ -72,7 +77,7 @@ def evaluate(
     """
     from agentdistill import envs
     from agentdistill.policies.hf import HFPolicy
-    from agentdistill.rollout import rollout
+    from agentdistill.rollout import clean_episodes, rollout
     from agentdistill.views import ViewSpec
 
     unknown = [v for v in views if v not in VIEWS]
@@ -99,7 +104,7 @@ def evaluate(
             )
             m = out.metrics.as_dict()
             metrics = {k: m[k] for k in EVAL_KEYS if k in m}
-            metrics["pi_leak_rate"] = pi_leak_rate(out.episodes, tokenizer)
+            metrics["pi_leak_rate"] = pi_leak_rate(clean_episodes(out.episodes), tokenizer)
             results.append(EvalResult(view=view, metrics=metrics, episodes=out.episodes))
     finally:
         model.train(was_training)

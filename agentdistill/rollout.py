@@ -8,11 +8,17 @@ reply into an env action through the family's ``AgentInterface``, steps the env,
 Privileged information flows one way: env ``info["privileged"]`` → the teacher view's PI block, and → the
 policy only if the policy declares ``sees_privileged`` (scripted experts). Student messages are built from
 ``public_info`` and never contain it.
+
+An env exception inside ``step`` is, by default, recorded on its episode (``Episode.error`` and the full
+``Episode.error_traceback``) and that episode stops; the others go on. An errored episode is a value with a
+metric (``RolloutMetrics.errors``/``error_rate``), never a failure in the success and return means and never
+training signal: the loops train on ``clean_episodes(...)`` and report ``first_error(...)``.
 """
 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -29,24 +35,37 @@ from agentdistill.views import ViewSpec, end_of_turn_ids, encode, render_turn, w
 
 @dataclass(frozen=True)
 class RolloutMetrics:
-    """Aggregates over the episodes of one rollout. Rates are per turn unless named per episode."""
+    """Aggregates over the episodes of one rollout.
+
+    The quality figures (success, return, turns, invalid actions, format errors, truncation) are over the
+    episodes *without* an env error only: an env bug says nothing about the policy, so counting its episodes
+    as failures would hide it inside a lower success rate. Errored episodes are counted in ``errors`` and
+    ``error_rate`` instead. With every episode errored the quality figures are 0.0 and ``error_rate`` 1.0.
+    Token and time figures cover every episode (the work was done). Rates are per turn unless named per
+    episode.
+    """
 
     episodes: int
+    """Every episode of the rollout, errored ones included."""
     success_rate: float
-    """Fraction of episodes won."""
+    """Fraction of non-errored episodes won."""
     mean_return: float
+    """Mean total reward of non-errored episodes."""
     mean_turns: float
+    """Mean turns of non-errored episodes."""
     invalid_action_rate: float
-    """Turns whose reply did not parse or whose action the env rejected."""
+    """Turns (of non-errored episodes) whose reply did not parse or whose action the env rejected."""
     format_error_rate: float
-    """Turns whose reply did not parse into an action."""
+    """Turns (of non-errored episodes) whose reply did not parse into an action."""
     truncation_rate: float
-    """Fraction of episodes cut by the turn budget."""
+    """Fraction of non-errored episodes cut by the turn budget."""
     tokens_generated: int
     wall_time_s: float
     tokens_per_s: float
     errors: int
     """Episodes stopped by a recorded env error."""
+    error_rate: float
+    """``errors / episodes`` (0.0 for an empty rollout)."""
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -71,6 +90,7 @@ class _Live:
     final_observation: str = ""
     done: bool = False
     error: str | None = None
+    error_traceback: str | None = None
     terminated: bool = False
     truncated: bool = False
     cost_usd: float = 0.0
@@ -111,7 +131,8 @@ def rollout(
         run_seed: mixed into every prompt's sampling seed.
         max_batch: most episodes per policy call; None puts every live episode in one call.
         progress: show a progress bar.
-        on_error: "record" stores an env exception on its episode (``Episode.error``) and goes on;
+        on_error: "record" stores an env exception on its episode (``Episode.error``, with the full
+            traceback in ``Episode.error_traceback``), stops that episode and goes on with the others;
             "raise" re-raises it.
         act_on: which view the policy samples from. "student" (default) for everything that trains or
             evaluates the student; "teacher" for π-Distill, whose rollouts come from the PI-conditioned view
@@ -224,6 +245,7 @@ def _step(
         if on_error == "raise":
             raise
         ep.error, ep.done = f"{type(err).__name__}: {err}", True
+        ep.error_traceback = "".join(traceback.format_exception(err))
         return
     ep.cost_usd += comp.cost_usd
     response_ids = comp.token_ids
@@ -276,6 +298,7 @@ def _finish(ep: _Live, env_id: str, policy_name: str, act_on: str) -> Episode:
         truncated=ep.truncated,
         policy=policy_name,
         error=ep.error,
+        error_traceback=ep.error_traceback,
         metadata={"act_on": act_on, "cost_usd": ep.cost_usd,
                   "task_family": str(last_info.get("task_type", env_id))},
     )
@@ -285,21 +308,39 @@ def _episode_id(ep: _Live) -> str:
     return f"seed{ep.seed}-g{ep.sample}"
 
 
+def clean_episodes(episodes: Sequence[Episode]) -> list[Episode]:
+    """The episodes without a recorded env error, in order: the only ones that may train or be scored.
+
+    An errored episode stopped where the env broke; its partial turns and zero reward are not evidence about
+    the policy (DESIGN §5: a recorded error is a value with a metric, never training signal).
+    """
+    return [ep for ep in episodes if ep.error is None]
+
+
+def first_error(episodes: Sequence[Episode]) -> Episode | None:
+    """The first episode (in order) with a recorded env error, or None: the one to show when stopping a run."""
+    return next((ep for ep in episodes if ep.error is not None), None)
+
+
 def summarize(episodes: Sequence[Episode], tokens_generated: int, wall_time_s: float) -> RolloutMetrics:
-    """Aggregate metrics over finished episodes."""
-    n = max(len(episodes), 1)
-    turns = [t for ep in episodes for t in ep.turns]
+    """Aggregate metrics over finished episodes; quality figures over the non-errored ones (see
+    ``RolloutMetrics``)."""
+    clean = clean_episodes(episodes)
+    errors = len(episodes) - len(clean)
+    n = max(len(clean), 1)
+    turns = [t for ep in clean for t in ep.turns]
     n_turns = max(len(turns), 1)
     return RolloutMetrics(
         episodes=len(episodes),
-        success_rate=sum(ep.won for ep in episodes) / n,
-        mean_return=sum(ep.total_reward for ep in episodes) / n,
+        success_rate=sum(ep.won for ep in clean) / n,
+        mean_return=sum(ep.total_reward for ep in clean) / n,
         mean_turns=len(turns) / n,
         invalid_action_rate=sum(t.invalid_action for t in turns) / n_turns,
         format_error_rate=sum(t.action is None for t in turns) / n_turns,
-        truncation_rate=sum(ep.truncated for ep in episodes) / n,
+        truncation_rate=sum(ep.truncated for ep in clean) / n,
         tokens_generated=tokens_generated,
         wall_time_s=wall_time_s,
         tokens_per_s=tokens_generated / wall_time_s if wall_time_s > 0 else 0.0,
-        errors=sum(ep.error is not None for ep in episodes),
+        errors=errors,
+        error_rate=errors / len(episodes) if episodes else 0.0,
     )

@@ -15,7 +15,12 @@ turn from ``Episode.messages`` (see ``agentdistill.views``), which lets a traine
 with new privileged information later.
 
 Episodes are stored as JSON Lines: a header line ``{"schema": "agentdistill/episodes", "version": N}``
-followed by one episode per line.
+followed by one episode per line. Any change to what a line may hold bumps N, so that an older agentdistill
+refuses a newer file by name ("upgrade agentdistill") instead of failing on an unknown key. A new field comes
+with a default, so files of every older version still load. Versions:
+
+    1  the first format
+    2  ``Episode.error_traceback`` (the full traceback of a recorded env error)
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 SCHEMA_NAME = "agentdistill/episodes"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "scripted"]
@@ -112,7 +117,11 @@ class Episode:
     truncated: bool
     policy: str = ""
     error: str | None = None
-    """A rollout error recorded as a value (the episode stopped there); None for a clean episode."""
+    """A rollout error recorded as a value (the episode stopped there); None for a clean episode.
+    ``"<ExceptionType>: <message>"``; an errored episode counts in ``RolloutMetrics.errors`` and never trains."""
+    error_traceback: str | None = None
+    """The full traceback of ``error`` (None when there is none, and in files of schema version 1), so a
+    run that stops on env errors can show where the env broke."""
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,14 +174,15 @@ def save_episodes(path: str | os.PathLike, episodes: Iterable[Episode], *, appen
     """Write episodes as JSONL with a schema header.
 
     A new file is written to a temporary sibling and renamed, so a crash never leaves half a file. With
-    ``append=True`` an existing file's header is checked first and episodes are added after a flush and
-    fsync per call, so episodes written earlier are never rewritten.
+    ``append=True`` an existing file's header is checked first (a file of an older schema version is
+    refused) and episodes are added after a flush and fsync per call, so episodes written earlier are never
+    rewritten.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(ep.to_dict(), ensure_ascii=False) + "\n" for ep in episodes]
     if append and path.exists() and path.stat().st_size > 0:
-        _read_header(path)
+        _check_appendable(path, _read_header(path))
         with path.open("a", encoding="utf-8") as f:
             f.writelines(lines)
             f.flush()
@@ -238,6 +248,20 @@ def _read_header(path: Path) -> dict[str, Any]:
             f"({SCHEMA_VERSION}): upgrade agentdistill to read it."
         )
     return header
+
+
+def _check_appendable(path: Path, header: Mapping[str, Any]) -> None:
+    """Refuse to append to a file of an older schema version.
+
+    Its header would then misstate the lines after it (an older reader fails on their new keys), and
+    rewriting the header would rewrite what is already saved.
+    """
+    if header["version"] != SCHEMA_VERSION:
+        raise TrajectoryFileError(
+            f"{path} has episode schema version {header['version']}; this agentdistill writes version "
+            f"{SCHEMA_VERSION} and will not mix the two in one file. Save the new episodes to another file "
+            "(load_episodes reads both versions)."
+        )
 
 
 def return_to_go(rewards: Sequence[float]) -> list[float]:

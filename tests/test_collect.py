@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
+from agentdistill import collect as collect_module
 from agentdistill import envs
 from agentdistill.algos.pi_distill import PiDistillConfig, train
 from agentdistill.collect import collect
-from agentdistill.config import CollectJobConfig, EnvConfig, ModelConfig
+from agentdistill.config import CollectJobConfig, EnvConfig, ModelConfig, config_dir, register_configs
+from agentdistill.icd.agent import priced_teacher
 from agentdistill.policies import RandomPolicy
 from agentdistill.rollout import rollout
 from agentdistill.traces import TraceFileError, load_traces
@@ -131,3 +138,38 @@ def test_pi_distill_trains_on_collected_traces(tmp_path):
     with pytest.raises(ValueError, match=r"add it, e.g. env.teacher_privileged=\[expert_trace\]"):
         train(PiDistillConfig(model=cfg.model, out_dir=str(tmp_path / "run2"), env=EnvConfig(
             SOKOBAN, teacher_privileged=["expert_plan"], pi_traces=env.pi_traces)))
+
+
+def test_the_generic_collector_imports_nothing_from_the_icd_package():
+    """collect.py serves every consumer of its files; ICD supplies its pricing through the pricer hook."""
+    source = Path(collect_module.__file__).read_text()
+    imported = []
+    for node in ast.walk(ast.parse(source)):  # module level and inside functions alike
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported += [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+    assert imported and not [m for m in imported if m == "agentdistill.icd" or m.startswith("agentdistill.icd.")]
+    assert "agentdistill.icd" not in source
+
+
+def test_price_as_without_a_pricer_names_the_fix_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"price_as='claude-sonnet-4-5' needs a pricer.*icd collect"):
+        collect(job(tmp_path / "out", price_as="claude-sonnet-4-5"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_collect_price_as_on_the_command_line_bills_as_the_library_with_the_icd_ledger(tmp_path):
+    overrides = ["env=sokoban", "model=tiny-random", "num_tasks=2", "chunk_size=2", "env.max_turns=20",
+                 "price_as=claude-sonnet-4-5", "progress=false"]
+    proc = subprocess.run([sys.executable, "-m", "agentdistill.cli", "collect", *overrides,
+                           f"hydra.run.dir={tmp_path / 'cli'}"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    register_configs()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = OmegaConf.to_object(compose(config_name="collect", overrides=[*overrides, f"out_dir={tmp_path / 'lib'}"]))
+    collect(cfg, pricer=priced_teacher)  # what `agentdistill collect` runs, called from Python
+    attempts = [json.loads(line) for line in (tmp_path / "cli" / "attempts.jsonl").read_text().splitlines()[1:]]
+    assert len(attempts) == 2 and all(a["cost_usd"] > 0 for a in attempts)
+    for name in ("attempts.jsonl", "traces.jsonl", "demos.jsonl", "prices.json"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "lib" / name).read_bytes()

@@ -70,3 +70,16 @@ def test_pi_leak_rate_counts_replies_that_mention_the_pi(tiny, toy_interface, tm
     assert pi_leak_rate(episodes, tok) == 0.5
     save_episodes(tmp_path / "e.jsonl", episodes)
     assert pi_leak_rate(load_episodes(tmp_path / "e.jsonl"), tok) == 0.5
+
+
+def test_env_errors_are_counted_and_left_out_of_the_evaluation_figures(tiny, toy_interface):
+    model, tok = tiny
+    env = EnvConfig(TOY_ID, max_turns=3, kwargs={"fail_at_turn": 1, "fail_on_seeds": [50]}, eval_seed_start=50)
+    (result,) = evaluate(model, tok, env, EvalConfig(num_tasks=2), max_new_tokens=2, interface=toy_interface)
+    errored, clean = result.episodes  # held-out seeds 50 (breaks on its first step) and 51
+    assert errored.error == "RuntimeError: injected env bug" and "Traceback" in errored.error_traceback
+    assert clean.error is None and clean.num_turns > 0
+    assert (result.metrics["errors"], result.metrics["error_rate"]) == (1, 0.5)
+    # the figures are the clean episode's alone; counting the errored one as a failure would halve them
+    assert result.metrics["mean_turns"] == clean.num_turns
+    assert result.metrics["success_rate"] == float(clean.won)

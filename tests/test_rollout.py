@@ -7,7 +7,7 @@ import torch
 from toy_env import CANARY, TOY_ID
 
 from agentdistill.policies import Completion, ExpertPolicy, HFPolicy, RandomPolicy
-from agentdistill.rollout import rollout
+from agentdistill.rollout import clean_episodes, first_error, rollout
 from agentdistill.views import ViewSpec
 
 SOKOBAN = "agentdistill/Sokoban-v0"
@@ -115,6 +115,35 @@ def test_env_errors_are_recorded_not_dropped(toy_interface):
     with pytest.raises(RuntimeError, match="injected"):
         rollout(TOY_ID, RecordingPolicy("wait"), seeds=[0], interface=toy_interface, progress=False,
                 env_kwargs={"fail_at_turn": 2}, on_error="raise")
+
+
+def test_an_env_error_on_some_seeds_keeps_its_traceback_and_leaves_the_quality_metrics(toy_interface):
+    result = rollout(TOY_ID, RecordingPolicy("inc"), seeds=[0, 1, 2, 3], interface=toy_interface, progress=False,
+                     env_kwargs={"fail_at_turn": 2, "fail_on_seeds": [1, 3]})
+    errored = [ep for ep in result.episodes if ep.error is not None]
+    assert [ep.seed for ep in errored] == [1, 3]
+    for ep in errored:
+        assert ep.error == "RuntimeError: injected env bug" and not ep.won and ep.num_turns == 1
+        assert ep.error_traceback.startswith("Traceback (most recent call last):")
+        assert "toy_env.py" in ep.error_traceback and "RuntimeError: injected env bug" in ep.error_traceback
+    clean = clean_episodes(result.episodes)
+    assert [ep.seed for ep in clean] == [0, 2] and all(ep.error_traceback is None for ep in clean)
+    assert first_error(result.episodes) is errored[0] and first_error(clean) is None
+    m = result.metrics
+    assert (m.episodes, m.errors, m.error_rate) == (4, 2, 0.5)
+    # "inc" wins every task that did not break: the errored ones are not counted as failures
+    assert m.success_rate == 1.0 and m.truncation_rate == 0.0
+    assert m.mean_turns == sum(ep.num_turns for ep in clean) / 2
+    assert m.mean_return == sum(ep.total_reward for ep in clean) / 2 == 1.0
+
+
+def test_when_every_episode_errors_the_quality_metrics_are_zero_and_the_error_rate_one(toy_interface):
+    result = rollout(TOY_ID, RecordingPolicy("wait"), seeds=[0, 1], interface=toy_interface, progress=False,
+                     env_kwargs={"fail_at_turn": 2})
+    m = result.metrics
+    assert (m.episodes, m.errors, m.error_rate) == (2, 2, 1.0)
+    assert (m.success_rate, m.mean_return, m.mean_turns, m.invalid_action_rate, m.truncation_rate) == (0.0,) * 5
+    assert clean_episodes(result.episodes) == [] and first_error(result.episodes) is result.episodes[0]
 
 
 def test_expert_wins_sokoban_and_random_is_reproducible():

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -79,6 +80,41 @@ def test_newer_schema_and_missing_header_are_clear_errors(tmp_path):
         load_episodes(bare)
     with pytest.raises(TrajectoryFileError, match="not an agentdistill episode file"):
         save_episodes(bare, [make_episode()], append=True)
+
+
+def test_an_errored_episode_keeps_its_traceback_through_save_and_load(tmp_path):
+    trace = 'Traceback (most recent call last):\n  File "env.py", line 3, in step\nRuntimeError: boom\n'
+    errored = replace(make_episode(0), error="RuntimeError: boom", error_traceback=trace)
+    path = save_episodes(tmp_path / "eps.jsonl", [errored, make_episode(1)])
+    header = json.loads(path.read_text().splitlines()[0])
+    assert header["version"] == SCHEMA_VERSION >= 2  # the version that introduced error_traceback, or later
+    assert load_episodes(path) == [errored, make_episode(1)]
+
+
+def _version_1_file(path, episodes):
+    """What agentdistill wrote before ``error_traceback`` existed: version 1, lines without that key."""
+    lines = [json.dumps({"schema": "agentdistill/episodes", "version": 1})]
+    for ep in episodes:
+        record = ep.to_dict()
+        del record["error_traceback"]
+        lines.append(json.dumps(record))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_version_1_file_without_error_traceback_still_loads(tmp_path):
+    old = replace(make_episode(0), error="RuntimeError: boom")
+    path = _version_1_file(tmp_path / "v1.jsonl", [old])
+    (loaded,) = load_episodes(path)
+    assert loaded == old and loaded.error == "RuntimeError: boom" and loaded.error_traceback is None
+
+
+def test_appending_to_an_older_version_file_is_refused_and_the_file_kept(tmp_path):
+    path = _version_1_file(tmp_path / "v1.jsonl", [make_episode(0)])
+    before = path.read_bytes()
+    with pytest.raises(TrajectoryFileError, match="schema version 1.*another file"):
+        save_episodes(path, [make_episode(1)], append=True)
+    assert path.read_bytes() == before
 
 
 def test_unknown_field_is_rejected(tmp_path):

@@ -16,32 +16,38 @@ CHARSET = frozenset(chr(c) for c in range(32, 127)) | {"\n"}
 class ToyEnv(gym.Env):
     """Count from 0 to a seeded target with "inc"; "wait" does nothing; anything else is invalid (−0.1).
 
-    ``fail_at_turn`` injects an env bug (an exception) at that step, to test error recording.
+    ``fail_at_turn`` injects an env bug (an exception) at that step, to test error recording: in every
+    episode, or only in those reset with a seed in ``fail_on_seeds`` (so a rollout mixes errored and clean
+    episodes).
     """
 
     privileged_kinds: ClassVar[tuple[str, ...]] = ("expert_plan", "secret")
     default_max_turns: ClassVar[int] = 8
     metadata = {"render_modes": []}
 
-    def __init__(self, privileged: Sequence[str] = (), fail_at_turn: int | None = None):
+    def __init__(self, privileged: Sequence[str] = (), fail_at_turn: int | None = None,
+                 fail_on_seeds: Sequence[int] | None = None):
         unknown = set(privileged) - set(self.privileged_kinds)
         if unknown:
             raise ValueError(f"unknown privileged kinds {sorted(unknown)}; available: {self.privileged_kinds}")
         self.privileged = tuple(privileged)
         self.fail_at_turn = fail_at_turn
+        self.fail_on_seeds = None if fail_on_seeds is None else frozenset(fail_on_seeds)
+        self.reset_seed: int | None = None
         self.observation_space = spaces.Text(max_length=256, charset=CHARSET)
         self.action_space = spaces.Text(max_length=64, charset=CHARSET)
         self.target = self.count = self.turn = 0
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        self.reset_seed = seed
         self.target = int(self.np_random.integers(2, 5))
         self.count = self.turn = 0
         return f"count: 0 of {self.target}", self._info(invalid=False)
 
     def step(self, action: str):
         self.turn += 1
-        if self.fail_at_turn is not None and self.turn == self.fail_at_turn:
+        if self.fail_at_turn is not None and self.turn == self.fail_at_turn and self._fails_on(self.reset_seed):
             raise RuntimeError("injected env bug")
         invalid = action not in ("inc", "wait")
         reward = -0.1 if invalid else 0.0
@@ -50,6 +56,9 @@ class ToyEnv(gym.Env):
             reward = 1.0 if self.count == self.target else 0.0
         terminated = self.count >= self.target
         return f"count: {self.count} of {self.target}", reward, terminated, False, self._info(invalid)
+
+    def _fails_on(self, seed: int | None) -> bool:
+        return self.fail_on_seeds is None or seed in self.fail_on_seeds
 
     def _info(self, invalid: bool) -> dict[str, Any]:
         info: dict[str, Any] = {

@@ -41,6 +41,7 @@ from agentdistill.icd.agreement import agree
 from agentdistill.icd.ledger import Call, Ledger
 from agentdistill.icd.retrieval import DemoIndex
 from agentdistill.policies.base import Completion, Policy, Prompt
+from agentdistill.policies.openai import Price
 from agentdistill.types import Message
 from agentdistill.views import encode, render_text
 
@@ -224,6 +225,18 @@ class IcdAgent:
         if self.tokenizer is None:
             raise ValueError("pricing a policy that reports no token counts needs a tokenizer to count them")
         return encode(self.tokenizer, text)
+
+
+def priced_teacher(teacher: Policy, *, model: str, price: Price, interface: Any, tokenizer: Any,
+                   name: str) -> IcdAgent:
+    """``teacher`` as the teacher-only arm, billed as ``model`` at ``price`` by a ``Ledger``.
+
+    This is the ``TeacherPricer`` the collector is given for ``price_as`` (``agentdistill collect`` /
+    ``agentdistill icd collect``): the demos' dollars then come from the same accounting path as every arm of
+    an ICD run, so the report can charge them against its savings like for like.
+    """
+    return IcdAgent(student=None, teacher=teacher, interface=interface, tokenizer=tokenizer,
+                    ledger=Ledger({model: price}), teacher_model=model, name=name)
 
 
 def _derive(seed: int, sample: int) -> int:

@@ -13,6 +13,7 @@ import pytest
 
 from agentdistill.collect import collect
 from agentdistill.config import CollectJobConfig, EnvConfig, IcdJobConfig, ModelConfig
+from agentdistill.icd.agent import priced_teacher
 from agentdistill.icd.run import run_icd
 from agentdistill.traces import TraceFileError
 
@@ -31,8 +32,9 @@ def _env(max_turns: int) -> EnvConfig:
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("icd_demos")
-    collect(CollectJobConfig(env=_env(30), num_tasks=8, chunk_size=4, out_dir=str(out), progress=False,
-                             price_as="claude-sonnet-4-5", model=ModelConfig("tiny-random")))
+    cfg = CollectJobConfig(env=_env(30), num_tasks=8, chunk_size=4, out_dir=str(out), progress=False,
+                           price_as="claude-sonnet-4-5", model=ModelConfig("tiny-random"))
+    collect(cfg, pricer=priced_teacher)  # what `agentdistill icd collect` passes
     return out / "demos.jsonl"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from agentdistill.collect import collect
 from agentdistill.config import CollectJobConfig, EnvConfig
+from agentdistill.icd.agent import priced_teacher
 
 from .conftest import SERVED_NAME
 
@@ -38,7 +39,7 @@ def test_a_teacher_outage_stops_the_run_and_a_rerun_loses_nothing(proxy, tmp_pat
     demos_dir = tmp_path / "demos"
     env = EnvConfig("agentdistill/Sokoban-v0", kwargs={"dim_room": [6, 6], "num_boxes": 1}, max_turns=10)
     collect(CollectJobConfig(env=env, num_tasks=4, out_dir=str(demos_dir), progress=False,
-                             price_as="claude-sonnet-4-5"))
+                             price_as="claude-sonnet-4-5"), pricer=priced_teacher)
     out = tmp_path / "run"
     proxy.fail_next(500)  # a transient failure: retried inside the run
     proc = start_run(out, demos_dir / "demos.jsonl", proxy.url)
