@@ -1,5 +1,5 @@
-"""Skills for Skill-SD: the bank (UCB selection), summarisers (template, LLM endpoint, the training model)
-and the worker that runs summaries off the training thread."""
+"""Skills for Skill-SD: the bank (the skills of the most similar tasks, then UCB), summarisers (template, LLM
+endpoint, the training model) and the worker that runs summaries off the training thread."""
 
 from agentdistill.skills.bank import Skill, SkillBank, SkillDraft
 from agentdistill.skills.summarise import (

@@ -1,28 +1,45 @@
-"""The skill bank: skills summarised from the agent's own episodes, picked for a task by UCB.
+"""The skill bank: skills summarised from the agent's own episodes, picked for a task by relevance, then UCB.
 
-A ``Skill`` is a structured record (success analysis, mistake analysis, golden workflow, the episodes it came
-from, its task family, when it was made, and how often it was used and how useful it proved). Only the
-teacher view ever reads one (Skill-SD: the teacher conditions on x ⊕ S(x), the student on x alone).
+A ``Skill`` is a structured record (success analysis, mistake analysis, golden workflow, the task text and
+episodes it came from, its task family, when it was made, and how often it was used and how useful it
+proved). Only the teacher view ever reads one (Skill-SD: the teacher conditions on x ⊕ S(x), the student on x
+alone).
 
-Selection is a bandit over each task family's skills, UCB1 on observed usefulness u ∈ [0, 1]:
+Selection for a task with text x, within its family (the env's task type where it has one, else the env):
+
+1. Relevance. Every skill of the family is scored by ``task_similarity(skill.task, x)``: a deterministic
+   lexical cosine, the mean of a cosine over lower-cased words and one over the words' character trigrams
+   (so "soapbar" is near "soapbars", "2024-05-17" near "2024-05-18"). A skill saved without its task text
+   scores 0. The ``candidates`` most similar skills (default 4; ``max(candidates, k)`` when more are asked
+   for) go on to step 2; ties in similarity go to the higher UCB score, then the newest skill, then the
+   smaller id, so in a family whose tasks all read alike (Sokoban's one task sentence) the candidates are
+   the family's top UCB scorers and selection is plain UCB over the family.
+2. UCB1 among the candidates, on observed usefulness u ∈ [0, 1]:
 
     score(s) = ū(s) + c · sqrt(2 · ln N / n(s))          (n(s) > 0)
-    score(s) = +∞                                         (n(s) = 0: every skill is tried before any is re-used)
+    score(s) = +∞                                         (n(s) = 0: every candidate is tried before any is
+                                                           re-used)
 
-with n(s) the usefulness observations of s, ū(s) their mean, N = Σ n over the family (N ≥ 1) and c the
-exploration constant (``exploration``, default 1.0: plain UCB1). Ties go to the newest skill, then the smaller
-id. The paper says only "UCB top-scoring selection" and gives no constants; what a usefulness observation is
-belongs to the trainer (``algos/skill_sd.py``). When a family holds more than ``max_per_family`` skills the
-one with the lowest mean usefulness (never-observed skills count as 0.5) goes, the oldest on ties.
+   with n(s) the usefulness observations of s, ū(s) their mean, N = Σ n over the whole family (N ≥ 1) and c
+   the exploration constant (``exploration``, default 1.0: plain UCB1). Ties go to the more similar skill,
+   then the newest, then the smaller id. The ``k`` top scorers are returned.
+
+The paper says only "UCB top-scoring selection" and gives no constants; the relevance cut is ours (a family
+is a whole env for Sokoban, TextWorld and AppWorld, and a skill of an unrelated task is a weak signal). What
+a usefulness observation is belongs to the trainer (``algos/skill_sd.py``). When a family holds more than
+``max_per_family`` skills the one with the lowest mean usefulness (never-observed skills count as 0.5) goes,
+the oldest on ties.
 
 The bank is plain JSON (``to_dict``/``from_dict``), saved with every checkpoint, so a resumed run picks the
-same skills a straight one would.
+same skills a straight one would. Banks saved before skills kept their task text load with ``task=""``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -49,6 +66,8 @@ class Skill:
 
     skill_id: str
     task_family: str
+    task: str
+    """The task text the skill was summarised from (its relevance key; "" in banks saved without it)."""
     success_analysis: str
     mistake_analysis: str
     golden_workflow: list[str]
@@ -79,20 +98,22 @@ class Skill:
 
 @dataclass
 class SkillBank:
-    """Skills by id; ``select`` picks by UCB within a task family."""
+    """Skills by id; ``select`` keeps a family's skills most similar to the task, then picks by UCB."""
 
     exploration: float = 1.0
     max_per_family: int = 32
+    candidates: int = 4
+    """How many of the family's skills most similar to the task the UCB pick chooses among."""
     skills: dict[str, Skill] = field(default_factory=dict)
     next_id: int = 0
 
     def __post_init__(self) -> None:
-        if self.exploration < 0 or self.max_per_family < 1:
-            raise ValueError("exploration must be >= 0 and max_per_family >= 1")
+        if self.exploration < 0 or self.max_per_family < 1 or self.candidates < 1:
+            raise ValueError("exploration must be >= 0, max_per_family >= 1 and candidates >= 1")
 
-    def add(self, draft: SkillDraft, *, family: str, source_episodes: Sequence[str], step: int,
+    def add(self, draft: SkillDraft, *, family: str, task: str, source_episodes: Sequence[str], step: int,
             summariser: str) -> Skill:
-        skill = Skill(skill_id=f"s{self.next_id:05d}", task_family=family,
+        skill = Skill(skill_id=f"s{self.next_id:05d}", task_family=family, task=task,
                       success_analysis=draft.success_analysis, mistake_analysis=draft.mistake_analysis,
                       golden_workflow=list(draft.golden_workflow), source_episodes=list(source_episodes),
                       summariser=summariser, created_step=step, created_at=time.time())
@@ -112,10 +133,19 @@ class SkillBank:
         bonus = self.exploration * math.sqrt(2.0 * math.log(total) / skill.observations)
         return skill.usefulness_sum / skill.observations + bonus
 
-    def select(self, family: str, k: int = 1, *, step: int | None = None) -> list[Skill]:
-        """The ``k`` top-scoring skills of ``family`` (fewer if it has fewer); counts them as selected."""
-        ranked = sorted(self.family(family), key=lambda s: (-self.ucb(s), -s.created_step, s.skill_id))
-        chosen = ranked[:k]
+    def nearest(self, family: str, task: str, n: int) -> list[tuple[Skill, float]]:
+        """The ``n`` skills of ``family`` most like ``task``, with their similarity, most similar first."""
+        query = _TaskVector.of(task)
+        scored = [(s, query.similarity(_TaskVector.of(s.task))) for s in self.family(family)]
+        scored.sort(key=lambda p: (-p[1], -self.ucb(p[0]), -p[0].created_step, p[0].skill_id))
+        return scored[:n]
+
+    def select(self, family: str, k: int = 1, *, task: str, step: int | None = None) -> list[Skill]:
+        """The ``k`` top UCB scorers among the skills of ``family`` most similar to ``task`` (fewer if it has
+        fewer); counts them as selected."""
+        near = self.nearest(family, task, max(self.candidates, k))
+        ranked = sorted(near, key=lambda p: (-self.ucb(p[0]), -p[1], -p[0].created_step, p[0].skill_id))
+        chosen = [skill for skill, _ in ranked[:k]]
         for skill in chosen:
             skill.selections += 1
             skill.last_used_step = step
@@ -132,7 +162,7 @@ class SkillBank:
             skill.usefulness_sum += usefulness
 
     def stats(self) -> dict[str, float]:
-        observed = [s.mean_usefulness for s in self.skills.values() if s.observations]
+        observed = [s.usefulness_sum / s.observations for s in self.skills.values() if s.observations]
         return {
             "bank_size": float(len(self.skills)),
             "bank_families": float(len({s.task_family for s in self.skills.values()})),
@@ -141,14 +171,16 @@ class SkillBank:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"exploration": self.exploration, "max_per_family": self.max_per_family, "next_id": self.next_id,
+        return {"exploration": self.exploration, "max_per_family": self.max_per_family,
+                "candidates": self.candidates, "next_id": self.next_id,
                 "skills": [asdict(s) for s in self.skills.values()]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SkillBank:
         skills = _skills(data.get("skills", []))
         return cls(exploration=data.get("exploration", 1.0), max_per_family=data.get("max_per_family", 32),
-                   skills={s.skill_id: s for s in skills}, next_id=data.get("next_id", len(skills)))
+                   candidates=data.get("candidates", 4), skills={s.skill_id: s for s in skills},
+                   next_id=data.get("next_id", len(skills)))
 
     def _evict(self, family: str) -> None:
         members = self.family(family)
@@ -161,7 +193,46 @@ class SkillBank:
 
 def _skills(records: Iterable[Mapping[str, Any]]) -> list[Skill]:
     try:
-        return [Skill(**r) for r in records]
+        return [Skill(**{"task": "", **r}) for r in records]
     except TypeError as e:
         raise ValueError(f"a skill record does not match the Skill schema ({e}): was the bank written by "
                          "another version of agentdistill?") from None
+
+
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class _TaskVector:
+    """A task text as bags of lower-cased words and of their character trigrams (ends marked)."""
+
+    words: Counter[str]
+    trigrams: Counter[str]
+
+    @classmethod
+    def of(cls, text: str) -> _TaskVector:
+        words = Counter(_WORD.findall(text.lower()))
+        trigrams: Counter[str] = Counter()
+        for word, n in words.items():
+            padded = f"^{word}$"
+            for i in range(len(padded) - 2):
+                trigrams[padded[i : i + 3]] += n
+        return cls(words, trigrams)
+
+    def similarity(self, other: _TaskVector) -> float:
+        """Mean of the word and trigram cosines, in [0, 1]; 0 when either text has no words."""
+        value = (_cosine(self.words, other.words) + _cosine(self.trigrams, other.trigrams)) / 2
+        return round(value, 9)  # equal texts tie exactly, whatever the summation order
+
+
+def _cosine(a: Counter[str], b: Counter[str]) -> float:
+    if not a or not b:
+        return 0.0
+    dot = sum(n * b[key] for key, n in a.items() if key in b)
+    norm = math.sqrt(sum(n * n for n in a.values())) * math.sqrt(sum(n * n for n in b.values()))
+    return dot / norm
+
+
+def task_similarity(a: str, b: str) -> float:
+    """The bank's relevance measure of two task texts (see the module docstring); symmetric, in [0, 1]."""
+    return _TaskVector.of(a).similarity(_TaskVector.of(b))

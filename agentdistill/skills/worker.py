@@ -1,9 +1,10 @@
 """Runs summaries off the training thread; a failure is recorded, retried and counted, never raised.
 
-``submit`` queues one task's episodes; a background thread summarises them (``asynchronous=True``) or
-``submit`` does it at once (``asynchronous=False``, and always for summarisers that read the training
-weights). ``drain`` hands back the finished drafts without waiting, in submission order. A summary that
-fails ``max_attempts`` times is dropped with its last error kept in ``errors``.
+``submit`` queues one task's episodes (``SummaryJob.task``, their task text, is what ``SkillBank.add``
+keys the skill's relevance on); a background thread summarises them (``asynchronous=True``) or ``submit``
+does it at once (``asynchronous=False``, and always for summarisers that read the training weights).
+``drain`` hands back the finished drafts without waiting, in submission order. A summary that fails
+``max_attempts`` times is dropped with its last error kept in ``errors``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ class SummaryJob:
     family: str
     episodes: tuple[Episode, ...]
     step: int
+
+    @property
+    def task(self) -> str:
+        """The task text the episodes attempted (the bank's relevance key for the skill); "" without any."""
+        return self.episodes[0].task if self.episodes else ""
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,50 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from agentdistill import envs
 from agentdistill.policies import ExpertPolicy, RandomPolicy
+from agentdistill.policies.base import Completion
 from agentdistill.rollout import rollout
 from agentdistill.skills import SkillDraft, SkillWorker, SummaryError, TemplateSummariser, parse_skill
-from agentdistill.skills.summarise import render_episodes
+from agentdistill.skills.summarise import SYSTEM_PROMPT, render_episodes
 
 SOKOBAN = "agentdistill/Sokoban-v0"
+ALFWORLD = "agentdistill/ALFWorld-v0"
+
+
+def expert_episodes(env_id: str, seed: int):
+    return rollout(env_id, ExpertPolicy(envs.default_interface(env_id)), seeds=[seed], max_turns=40,
+                   progress=False).episodes
+
+
+class Say:
+    """Replies with ``replies`` in turn (a scripted agent that makes the mistakes a test needs)."""
+
+    sees_privileged, needs_privileged, name = False, (), "say"
+
+    def __init__(self, replies: list[str]):
+        self.replies, self.calls = replies, 0
+
+    def act(self, prompts):
+        out = []
+        for _ in prompts:
+            reply = self.replies[self.calls % len(self.replies)]
+            out.append(Completion(text=reply, finish_reason="scripted"))
+            self.calls += 1
+        return out
+
+
+def expand(workflow: tuple[str, ...]) -> list[str]:
+    """Undo the ``×n`` counting of a workflow."""
+    out = []
+    for step in workflow:
+        found = re.fullmatch(r"(.*) ×(\d+)", step)
+        out += [found.group(1)] * int(found.group(2)) if found else [step]
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +56,11 @@ def group():
     return won + lost
 
 
-def test_template_skill_uses_the_shortest_win(group):
+def test_template_skill_counts_the_moves_of_the_shortest_win(group):
     draft = TemplateSummariser().summarise("sokoban", group)
     expert = group[0]
-    assert draft.golden_workflow == tuple(t.action for t in expert.turns)
+    assert expand(draft.golden_workflow) == [t.action for t in expert.turns]
+    assert all(a != b for a, b in zip(draft.golden_workflow, draft.golden_workflow[1:]))  # runs are counted
     assert "1 of 3 attempts solved" in draft.success_analysis
     assert "2 of 3 attempts did not finish" in draft.mistake_analysis
     assert TemplateSummariser().summarise("sokoban", group) == draft  # deterministic
@@ -33,6 +69,54 @@ def test_template_skill_uses_the_shortest_win(group):
 def test_template_skill_without_a_win(group):
     draft = TemplateSummariser().summarise("sokoban", group[1:])
     assert draft.golden_workflow == () and "No attempt solved" in draft.success_analysis
+
+
+def test_template_skill_has_no_instance_specific_names():
+    drafts, instances = [], []
+    for seed in (1, 2):  # two ALFWorld tasks of one type: "clean some <object> and put it in <receptacle>"
+        (episode,) = expert_episodes(ALFWORLD, seed)
+        assert episode.won and episode.metadata["task_family"] == "pick_clean_then_place_in_recep"
+        drafts.append(TemplateSummariser().summarise("pick_clean_then_place_in_recep", [episode]))
+        instances.append(episode)
+    for draft, episode in zip(drafts, instances):
+        text = " ".join(draft.golden_workflow) + draft.success_analysis + draft.mistake_analysis
+        named = set(re.findall(r"clean some (\w+) and put it in (\w+)", episode.task)[0])
+        visited = {m.group(1) for a in (t.action for t in episode.turns) for m in re.finditer(r"(\w+) \d", a)}
+        instance_only = named | (visited - set(re.findall(r"\w+", episode.messages[0].content)))
+        assert instance_only and not any(re.search(rf"\b{name}\b", text) for name in instance_only), text
+        assert not re.search(r"\d", re.sub(r"<[^>]*>", "", " ".join(draft.golden_workflow)))  # nor numbers
+        assert draft.golden_workflow[1].startswith("take <task-1> from ")
+    assert "bathtubbasin" in " ".join(t.action for t in instances[0].turns)  # the check had names to find
+    shared = set(drafts[0].golden_workflow) & set(drafts[1].golden_workflow)
+    assert {"clean <task-1> with sinkbasin <n>", "go to <task-2>", "move <task-1> to <task-2>"} <= shared
+
+
+def test_template_workflow_is_capped_with_a_note():
+    episodes = expert_episodes(SOKOBAN, 5)
+    full = TemplateSummariser().summarise("sokoban", episodes).golden_workflow
+    capped = TemplateSummariser(max_steps=3).summarise("sokoban", episodes).golden_workflow
+    assert len(full) > 3 and capped[:2] == full[:2] and len(capped) == 3
+    assert capped[2] == f"… and {len(full) - 2} more steps of the same kinds"
+
+
+def test_template_mistakes_are_general():
+    replies = ["I would rather think", "Action: take soapbar 1 from cabinet 2",
+               "Action: go to bathtubbasin 1"]
+    episodes = rollout(ALFWORLD, Say(replies), seeds=[1], max_turns=5, progress=False).episodes
+    draft = TemplateSummariser().summarise("pick_clean_then_place_in_recep", episodes)
+    assert draft.golden_workflow == () and "No attempt solved the task yet" in draft.success_analysis
+    mistakes = draft.mistake_analysis
+    assert "refused by the environment" in mistakes and "'take <task-1> from cabinet <n>' ×2" in mistakes
+    assert "1 of 1 attempts did not finish the task (1 ran out of turns" in mistakes
+    assert not re.search(r"soapbar|bathtubbasin|\d ×|cabinet \d", mistakes + draft.success_analysis)
+    sokoban = rollout(SOKOBAN, Say(["I think", "Action: up"]), seeds=[3], max_turns=4,
+                      progress=False).episodes
+    draft = TemplateSummariser().summarise("sokoban", sokoban)
+    assert "2 replies did not parse as an action" in draft.mistake_analysis
+
+
+def test_llm_summariser_prompt_asks_for_general_advice():
+    assert "not this instance's exact moves" in SYSTEM_PROMPT
 
 
 def test_render_episodes_shows_actions_and_feedback(group):
@@ -76,6 +160,7 @@ def test_worker_retries_then_succeeds(group, asynchronous):
     worker.wait()
     done = worker.drain()
     assert len(done) == 1 and done[0].attempts == 3 and done[0].job.step == 0
+    assert done[0].job.task == group[0].task  # what the bank keys the skill's relevance on
     assert (worker.stats.failed_attempts, worker.stats.succeeded, worker.stats.dropped) == (2, 1, 0)
     assert worker.drain() == [] and worker.pending == 0
     worker.close()
