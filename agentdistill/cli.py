@@ -2,7 +2,7 @@
 
 Commands:
     train     train a model: ``agentdistill train algo=pi_distill env=alfworld model=smollm2-135m-instruct``
-              (algo: sft, grpo, opd, opsd, pi_distill, skill_sd); evaluates on held-out tasks before, during and after,
+              (algo: sft, grpo, opd, opsd_reward, opsd_distill, pi_distill, skill_sd); evaluates on held-out tasks before, during and after,
               writes metrics.jsonl, eval.jsonl, checkpoints and plots; rerun the same command with
               ``hydra.run.dir=<run dir>`` to resume.
     eval      evaluate a model or a training run's weights on held-out tasks, student and teacher view:
@@ -34,6 +34,7 @@ import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 from pathlib import Path
 
 from agentdistill import envs
@@ -161,7 +162,7 @@ def eval_command(cfg: EvalJobConfig) -> dict[str, dict[str, float]]:
     write_run_info(out, cfg)
     model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
     if cfg.checkpoint:
-        from agentdistill.algos.common import load_weights
+        from agentdistill.checkpoints import load_weights
 
         print(f"weights: {load_weights(model, cfg.checkpoint)}")
     results = evaluate(model, tokenizer, cfg.env, cfg.eval, views=cfg.views, max_new_tokens=cfg.max_new_tokens,
@@ -172,11 +173,22 @@ def eval_command(cfg: EvalJobConfig) -> dict[str, dict[str, float]]:
         table[f"{r.view} view"] = r.metrics
     (out / "metrics.json").write_text(json.dumps(table, indent=2) + "\n")
     print_metrics_table(
-        {k: {**m, "tokens_per_s": m["tokens_generated"] / max(m["wall_time_s"], 1e-9), "errors": 0}
-         for k, m in table.items()},
+        {k: {**m, "tokens_per_s": m["tokens_generated"] / max(m["wall_time_s"], 1e-9)} for k, m in table.items()},
         title=f"{cfg.env.id} held-out: {cfg.eval.num_tasks} tasks × {cfg.eval.group_size} samples")
+    for r in results:
+        print(eval_errors_line(r.view, r.metrics, out / r.view / "episodes.jsonl"))
     print(f"episodes and metrics saved under {out}")
     return table
+
+
+def eval_errors_line(view: str, metrics: dict[str, float], episodes_path: Path) -> str:
+    """``errors[<view> view]: N ...``: env errors are named on their own line, since success and return
+    leave errored episodes out and would otherwise hide a broken env."""
+    line = f"errors[{view} view]: {metrics['errors']} (error_rate {metrics['error_rate']:.3f})"
+    if metrics["errors"]:
+        line += (" — success and return are over the other episodes; each errored episode's error_traceback "
+                 f"is in {episodes_path}")
+    return line
 
 
 def report_command(argv: Sequence[str]) -> None:
@@ -198,7 +210,12 @@ def envs_command(argv: Sequence[str]) -> None:
 def collect_command(cfg) -> None:
     from agentdistill.collect import collect
 
-    collect(cfg)
+    pricer = None
+    if cfg.price_as:  # the ICD ledger bills the teacher as that model (`agentdistill icd collect` sets it)
+        from agentdistill.icd.agent import priced_teacher
+
+        pricer = priced_teacher
+    collect(cfg, pricer=pricer)
 
 
 def icd_run_command(cfg) -> None:
@@ -295,14 +312,67 @@ def _check_overrides(command: str, config_name: str, overrides: Sequence[str]) -
                      f"\nValid keys {where}: {', '.join(valid)}.{hint}")
 
 
+def budget_overrides(overrides: Sequence[str]) -> tuple[str | None, dict[str, tuple[Any, Any]]]:
+    """(the budget preset `agentdistill train` picks, {key: (value without it, value with it)}).
+
+    ``configs/train.yaml`` picks ``configs/budget/<env>.yaml`` by the env's name, and a budget overrides the
+    algorithm preset (steps, group_size, ...): say so rather than let it happen silently.
+    """
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    job = [o for o in overrides if not o.lstrip("~+").startswith("hydra.") and not o.startswith("-")]
+    if any(o.lstrip("~+").split("=")[0] == "budget" for o in job):
+        explicit = [o for o in job if o.lstrip("~+").split("=")[0] == "budget"]
+        if all(o.startswith("~") or o.endswith("=null") for o in explicit):
+            return None, {}
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        with_budget = compose(config_name="train", overrides=job, return_hydra_config=True)
+        name = with_budget.hydra.runtime.choices.get("budget")
+        if not name or name == "null":
+            return None, {}
+        without = compose(config_name="train", overrides=[*[o for o in job if not o.startswith("budget=")],
+                                                             "~budget"])
+    with_container = OmegaConf.to_container(with_budget, resolve=False)
+    assert isinstance(with_container, dict)
+    with_container.pop("hydra", None)
+    flat_with = _flatten(with_container)
+    flat_without = _flatten(OmegaConf.to_container(without, resolve=False))
+    changed = {k: (flat_without.get(k), v) for k, v in flat_with.items() if flat_without.get(k) != v}
+    return str(name), changed
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flatten(value, f"{prefix}{key}."))
+    return {k.rstrip("."): v for k, v in out.items()}
+
+
+def _print_budget(overrides: Sequence[str]) -> None:
+    name, changed = budget_overrides(overrides)
+    if not changed:
+        return
+    listed = ", ".join(f"{k}={new} (else {old})" for k, (old, new) in sorted(changed.items()))
+    print(f"budget '{name}' (configs/budget/{name}.yaml) sets: {listed}. Override any on the command line, or drop "
+          "the budget with ~budget.", file=sys.stderr)
+
+
 def _run_hydra(command: str, config_name: str, overrides: list[str]) -> None:
     import hydra
     from omegaconf import OmegaConf
 
+    from agentdistill.algos import register_configs as register_algorithm_configs
+
     register_configs()
+    register_algorithm_configs()
     run = COMMANDS[command]
     if not any(o.startswith("-") for o in overrides):  # --cfg/--help: let hydra answer
         _check_overrides(command, config_name, overrides)
+        if command == "train":
+            _print_budget(overrides)
 
     @hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
     def app(cfg) -> None:

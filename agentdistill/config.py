@@ -138,8 +138,19 @@ class TrainConfig:
     """Rollouts per task (the GRPO group)."""
     history_window: Optional[int] = None
     """Past exchanges kept in each prompt; null keeps the whole conversation."""
+    pi_placement: str = "system"
+    """Where the teacher view's PI block goes: system (end of the system prompt) or user (end of the last user
+    turn, as OPSD's Self-Distilled Reasoner puts it)."""
+    pi_template: Optional[str] = None
+    """The PI block's text around ``{pi}`` (e.g. a transition sentence); null: views.DEFAULT_PI_TEMPLATE."""
     temperature: float = 1.0
     """Sampling temperature of training rollouts; log-probs are scored at the same temperature."""
+    truncation_reward: Optional[float] = 0.0
+    """Episode reward of an episode the turn budget cut without a win (every RL loop, the paper's 0); null keeps
+    its summed env reward. Per-env reward scales: docs/training.md#rewards."""
+    max_error_rate: float = 0.1
+    """Stop the run, with the first traceback, when more than this share of a step's episodes hit an env
+    error (errored episodes never train; they are counted in ``error_rate``)."""
     max_new_tokens: int = 128
     """Token budget of each sampled reply."""
     rollout_batch: int = 32
@@ -349,15 +360,12 @@ def config_dir() -> Path:
 
 
 def register_configs() -> None:
-    """Register the schemas in Hydra's ConfigStore (idempotent), the algorithms' ones included."""
-    from agentdistill.algos import ALGORITHMS, algorithm
-
+    """Register the job schemas in Hydra's ConfigStore (idempotent; the training loops register theirs with
+    ``agentdistill.algos.register_configs``)."""
     cs = ConfigStore.instance()
     cs.store(name="base_rollout", node=RolloutJobConfig)
     cs.store(name="base_eval", node=EvalJobConfig)
     cs.store(name="base_collect", node=CollectJobConfig)
     cs.store(name="base_icd", node=IcdJobConfig)
-    for name in ALGORITHMS:
-        cs.store(name=f"base_{name}", node=algorithm(name)[0])
     cs.store(group="env", name="base_env", node=EnvConfig)
     cs.store(group="model", name="base_model", node=ModelConfig)

@@ -6,17 +6,15 @@ and view) and writes ``plots/learning_curves.png`` and ``plots/eval.png``. Torch
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from agentdistill.runs import EVAL_FILE, METRICS_FILE, read_jsonl
 
-METRICS_FILE = "metrics.jsonl"
-EVAL_FILE = "eval.jsonl"
+logger = logging.getLogger(__name__)
 
 CURVE_KEYS = (
     "loss", "success_rate", "mean_return", "mean_kl", "entropy", "zero_adv_fraction", "clip_fraction",
@@ -24,25 +22,6 @@ CURVE_KEYS = (
     "bank_mean_usefulness", "summaries_failed", "pi_leak_rate", "grad_norm", "lr", "tokens_per_s",
 )
 """Metrics drawn in the learning curves, in this order, when a run logs them."""
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All rows of a JSONL log (a partial last line, left by a killed writer, is skipped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    rows = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            if i == len(lines) - 1:  # no trailing newline: the writer died mid-line
-                break
-            raise ValueError(f"{path}:{i + 1} is not a JSON line; remove or repair it") from None
-    return rows
 
 
 def _pyplot():

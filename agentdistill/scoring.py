@@ -109,7 +109,7 @@ def score(
     parts = [
         _score_batch(model, [prompts[i] for i in rows], [responses[i] for i in rows], temperature, extras,
                      pad_token_id)
-        for rows in _microbatches(lengths, max_tokens_per_microbatch)
+        for rows in microbatch_groups(lengths, max_tokens_per_microbatch)
     ]
     T = max((len(r) for r in responses), default=0)
     merged = {}
@@ -211,7 +211,7 @@ def _score_batch(
     return result
 
 
-def _microbatches(lengths: Sequence[int], budget: int | None) -> list[list[int]]:
+def microbatch_groups(lengths: Sequence[int], budget: int | None) -> list[list[int]]:
     """Consecutive row groups whose padded size (rows × longest row) stays within ``budget``."""
     if budget is None:
         return [list(range(len(lengths)))]

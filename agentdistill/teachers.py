@@ -40,15 +40,23 @@ class Teacher(Protocol):
 
 
 class CurrentWeightsTeacher:
-    """The student's own current weights under no_grad (π-Distill's stop-gradient teacher)."""
+    """The student's own current weights under no_grad (π-Distill's stop-gradient teacher).
+
+    Scores in eval mode (dropout off, e.g. LoRA dropout) and puts the model back in the mode it was in.
+    """
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
 
     @contextmanager
     def model_for_scoring(self) -> Iterator[torch.nn.Module]:
-        with torch.no_grad():
-            yield self.model
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                yield self.model
+        finally:
+            self.model.train(was_training)
 
     def refresh(self, student: torch.nn.Module) -> None:
         """Nothing to do: the weights are the student's."""

@@ -4,7 +4,7 @@ and under a teacher view that sees the expert plan, and take a gradient step on 
     python examples/distill_step.py                  # tiny random model, seconds
     python examples/distill_step.py smollm2-135m-instruct
 
-The trainers (`agentdistill/algos/`, e.g. `opsd.py` with `mode="distill"`) wrap these calls in a loop with
+The trainers (`agentdistill/algos/`, e.g. `opsd_distill.py`) wrap these calls in a loop with
 evaluation, checkpoints and metrics.
 """
 

@@ -157,5 +157,26 @@ def test_train_eval_and_report_end_to_end(tmp_path):
     assert proc.returncode != 0 and "no checkpoint with model.pt" in proc.stderr
 
 
+def test_eval_command_prints_the_real_number_of_env_errors(tmp_path, monkeypatch, capsys):
+    import toy_env
+
+    from agentdistill import cli, envs
+    from agentdistill.config import EvalConfig
+
+    # the toy env ships no plugin interface; the command is otherwise run as `agentdistill eval` runs it
+    monkeypatch.setattr(envs, "default_interface", lambda env_id, **kwargs: toy_env.ToyInterface())
+    env = EnvConfig(toy_env.TOY_ID, max_turns=2, kwargs={"fail_at_turn": 1, "fail_on_seeds": [0, 2]},
+                    eval_seed_start=0)
+    cfg = EvalJobConfig(env=env, model=ModelConfig("tiny-random", device="cpu", dtype="float32"),
+                        eval=EvalConfig(num_tasks=4), views=["student"], max_new_tokens=2, out_dir=str(tmp_path))
+    table = cli.eval_command(cfg)
+    out = capsys.readouterr().out
+    assert "errors[student view]: 2 (error_rate 0.500)" in out and "error_traceback" in out
+    saved = json.loads((tmp_path / "metrics.json").read_text())["student view"]
+    assert (saved["errors"], saved["error_rate"]) == (2, 0.5) == (table["student view"]["errors"], 0.5)
+    episodes = load_episodes(tmp_path / "student" / "episodes.jsonl")
+    assert [ep.seed for ep in episodes if ep.error_traceback] == [0, 2]
+
+
 def test_configs_are_found_from_the_package():
     assert (config_dir() / "rollout.yaml").exists() and Path(config_dir()).is_dir()

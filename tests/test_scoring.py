@@ -11,7 +11,7 @@ from toy_env import TOY_ID, ToyInterface
 
 from agentdistill.policies import HFPolicy
 from agentdistill.rollout import rollout
-from agentdistill.scoring import Extras, _microbatches, score, score_turns
+from agentdistill.scoring import Extras, microbatch_groups, score, score_turns
 from agentdistill.teachers import CurrentWeightsTeacher, FrozenCopyTeacher
 from agentdistill.types import TurnSample
 
@@ -172,7 +172,7 @@ def test_microbatching_gives_the_same_values_and_gradients(tiny, batch):
 
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
     budget = 100  # several micro-batches, one of two rows, and the longest rows alone over budget
-    groups = _microbatches(lengths, budget)
+    groups = microbatch_groups(lengths, budget)
     assert len(groups) > 2 and max(map(len, groups)) > 1 and max(lengths) > budget
     whole, whole_grads = run(None)
     parts, parts_grads = run(budget)
@@ -184,11 +184,11 @@ def test_microbatching_gives_the_same_values_and_gradients(tiny, batch):
 
 
 def test_microbatches_respect_the_padded_token_budget():
-    assert _microbatches([3, 3, 3, 10, 2, 2], 9) == [[0, 1, 2], [3], [4, 5]]
-    assert _microbatches([4, 1, 1], 8) == [[0, 1], [2]]  # 3 rows × 4 tokens = 12 > 8
-    assert _microbatches([5, 5], None) == [[0, 1]]
+    assert microbatch_groups([3, 3, 3, 10, 2, 2], 9) == [[0, 1, 2], [3], [4, 5]]
+    assert microbatch_groups([4, 1, 1], 8) == [[0, 1], [2]]  # 3 rows × 4 tokens = 12 > 8
+    assert microbatch_groups([5, 5], None) == [[0, 1]]
     with pytest.raises(ValueError, match="max_tokens_per_microbatch"):
-        _microbatches([1], 0)
+        microbatch_groups([1], 0)
 
 
 def test_topk_full_vocab_hidden_and_masked_zeros(tiny, batch):

@@ -1,44 +1,47 @@
 """π-Distill: joint teacher–student training with privileged information (Penaloza et al., arXiv 2602.04942).
 
 One set of weights θ defines the student π^S_θ(·|s) (normal context) and the teacher π^T_θ(·|s, I) (the same
-context plus the PI block). Rollouts are sampled from the **teacher view**
-(``rollout(..., teacher_privileged=privileged, act_on="teacher")``); every turn's response ids are scored
+context plus the PI block). Rollouts are sampled from the **teacher view**; every turn's response ids are scored
 under both views, both with gradient (the teacher term deliberately trains the PI-conditioned stream, the one
-exception to "teacher under stop-gradient", methods.md §1). Per sampling round (methods.md §2.2–2.3):
+exception to "teacher under stop-gradient", methods.md §1). Per sampling round:
 
-    KL̂_e   = Σ_turns Σ_t (log π_T(y_t) − log π_S(y_t))       k1 estimate of KL(π_T ‖ π_S), summed per episode
-    R'_e   = R_e − β·KL̂_e,   A_e = R'_e − mean_group(R')     group-centred, no std scaling
-    L_T    = token_mean −min(r_T·A, clip(r_T, 1−ε, 1+ε)·A),  r_T = π^T_θ(y|s,I) / π^T_old(y|s,I)
-    L_S    = token_mean −min(ρ_S·A, clip(ρ_S, 1−ε, 1+ε)·A),  ρ_S = π^S_θ(y|s)   / sg(π^T_old(y|s,I))
-    L      = α·L_T + (1−α)·L_S                               (both over the same global token normaliser)
+    KL̂_e   = Σ_turns Σ_t (log π_T(y_t) − log π_S(y_t))     k1 estimate of KL(π_T ‖ π_S) per episode, no grad
+    A^T_e  = centre_group(R_e − β·KL̂_e)                    the teacher's advantage (reward form)
+    A^env_e = centre_group(R_e)                            env-only advantage
+    L_T    = −min(r_T·A^T, clip(r_T)·A^T),                  r_T = π^T_θ(y|s,I) / π^T_old(y|s,I)
+    L_S    = −min(ρ_S·A^env, clip(ρ_S)·A^env) [dual clip c] + β·(−log π^S_θ(y|s)),   ρ_S = π^S_θ / sg π^T_old
+    L      = α·L_T + (1−α)·L_S                              token mean over the step's response tokens
 
-π^T_old is the sampler's log-probs (the teacher view at sampling time). Groups whose advantages are all zero
-are dropped (``drop_zero_adv_groups``, "pop zero-advantage (always)", paper Table 2) and their fraction is
-logged. Turns whose PI block is empty (teacher view == student view) get the student term only (weight 1),
-as the paper runs plain RL on tasks without PI (§4.3). α can be annealed linearly from ``alpha_start`` to
-``alpha`` over ``alpha_anneal_steps`` optimiser steps (the paper anneals 0 → 0.5 over 15 epochs; default here:
-no anneal, α = 0.5). β = 0.25, clip [0.8, 1.2].
+R_e is the shared episode reward (``algos/rewards.py``: a truncated, unwon episode gets ``truncation_reward``).
 
-Paper vs released code (``Emilianopp/Privileged-Information-Distillation@6d60bfa``, methods.md §2.5):
+**The β term of the student, two forms** (``student_kl``):
 
-- Student IS denominator: we follow the paper's Alg. 1 (and the ART reimplementation, §2.8) and use π^T_old
-  (the sampler's log-probs); the code uses the *current* teacher log-prob detached in the same micro-batch.
-  With one optimiser step per sampling round (as here) both agree up to float rounding.
-- Advantages: we follow the paper (per-group centring, no std); the code standardises over the whole batch.
-- KL estimator: we follow the code (sampled-token k1, summed over tokens and turns, subtracted from every turn
-  of the episode), not the paper's Rao-Blackwellised full-vocabulary estimator (App. E.1).
-- The code's extra OPSD-style ``distill_coef·mean(sg(lp_T) − lp_S)`` loss term is not ported (zero expected
-  gradient). α annealing and zero-advantage filtering are written from the paper's description (the code's
-  keys for them are unused).
-- Rewards are the episode's total env reward (no cosine length penalty or leakage penalty, App. D.1/E.2).
-- ``ppo_epochs`` gradient passes per sampling round (default 1; the paper takes 2–3); with more than one,
-  π^T_old stays the sampler's log-probs, as in the paper, so later passes are off-policy for both terms.
+- ``"pull"`` (default; the paper's Eq. 3, −β·KL(sg π_T ‖ π_S) in J_S): the student's IS term uses env-only
+  advantages, and β pulls the student onto the teacher's samples with −log π_S(y), y ∼ π_T. Its expected
+  gradient is β·∇KL(π_T ‖ π_S): it *attracts* the student to the teacher.
+- ``"alg1"`` (the paper's Alg. 1 and its released code): the student's IS term reuses A^T. Since
+  E_T[ρ_S·A·∇log π_S] = E_S[A·∇log π_S], the KL part of A is a policy gradient on the student's own
+  distribution with reward −β·(log π_T − log π_S): in expectation it *ascends* β·KL(π_S ‖ π_T) and pushes
+  the student away from the teacher. Kept to reproduce the paper's runs; with zero env reward a toy check
+  (tests/algos/test_pi_distill_objective.py) shows the student drifting away under it.
 
-Resume is exact: the task cursor is checkpointed and sampling seeds depend only on (seed, step). Held-out
-success of the student view (and of the teacher view) is evaluated before training, every ``eval.every``
-steps and at the end (``eval.jsonl``, ``plots/eval.png``).
+The teacher path descends KL(T‖S) through its reward in both forms. ρ_S is not near 1 by construction (two
+different contexts), so the student term is dual-clipped: for a negative advantage it costs at most c·|A|
+(``clip_ratio_c``, verl's default 3).
 
-Run from the command line (``configs/algo/pi_distill.yaml``)::
+Zero signal: groups whose *env* rewards are all equal are detected before the KL enters any reward and
+logged (``zero_adv_fraction``); with ``drop_zero_adv_groups`` (default, the paper's "pop zero-advantage") they
+leave the update entirely, KL terms included. Turns whose PI block is empty (teacher view == student view)
+get the student term only (weight 1), with no pull (the two views are the same distribution there). α can be
+annealed linearly from ``alpha_start`` to ``alpha`` over ``alpha_anneal_epochs`` epochs (one epoch = one pass
+over the ``num_tasks`` training tasks, the paper's unit; it anneals 0 → 0.5 over 15 epochs).
+
+Departures: the KL is the sampled-token k1 estimate as in the released code, not the Rao-Blackwellised one
+(App. E.1); π^T_old is the sampler's log-probs (Alg. 1; the code uses the current teacher detached — equal with
+one pass per round); no cosine length or leakage penalty (the leak rate is logged); ``ppo_epochs`` (default 1,
+the paper 2–3) passes per round, later passes off-policy for both terms.
+
+Run from the command line::
 
     agentdistill train algo=pi_distill env=alfworld model=smollm2-135m-instruct steps=20
 
@@ -48,7 +51,7 @@ or from Python::
     from agentdistill.config import EnvConfig, ModelConfig
     result = train(PiDistillConfig(model=ModelConfig("smollm2-135m-instruct"),
                                    env=EnvConfig("agentdistill/Sokoban-v0", teacher_privileged=["expert_plan"]),
-                                   alpha=0.5, steps=100, out_dir="runs/pi-distill-sokoban"))
+                                   steps=100, out_dir="runs/pi-distill-sokoban"))
 """
 
 from __future__ import annotations
@@ -61,40 +64,46 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
-from agentdistill.algos.common import (
-    RunResult,
-    backward_microbatches,
-    clip_gradients,
-    end_step,
-    finish_run,
+from agentdistill.algos.batch import (
     microbatches_by_tokens,
     padded_BT,
-    rollout_metrics,
+    prompts_of,
+    score_temperature,
+    trainable_turns,
+)
+from agentdistill.algos.common import (
+    RunResult,
+    begin_step,
+    checkpoint_due,
+    eval_due,
+    evaluate,
+    finish_run,
+    log_step,
     rollout_round,
+    round_metrics,
     sampling_policy,
     start_run,
-    start_step,
+    sync_sampler,
     task_seeds,
+    update,
+    usable_episodes,
 )
-from agentdistill.algos.opsd import (
-    episode_advantages,
-    score_temperature,
-    sampler_and_other_logprobs,
-    trainable_turns,
-    zero_advantage_groups,
-)
+from agentdistill.algos.rewards import episode_kl, episode_rewards, group_advantages, zero_signal_groups
+from agentdistill.checkpoints import save_checkpoint
 from agentdistill.config import TrainConfig
-from agentdistill.losses import is_clipped_student, ppo_clip, ppo_clipped, reduce_loss
+from agentdistill.losses import is_clipped_student, ppo_clip, ppo_clipped, reduce_loss, teacher_sample_pull
 from agentdistill.scoring import score
 from agentdistill.teachers import make_teacher
 from agentdistill.types import TurnSample
 
 logger = logging.getLogger(__name__)
 
+STUDENT_KL_FORMS = ("pull", "alg1")
+
 
 @dataclass
 class PiDistillConfig(TrainConfig):
-    """π-Distill's own knobs; the shared ones (model, env, tasks, optimiser, eval, run) come from TrainConfig.
+    """π-Distill's own knobs (the paper's settings, methods.md §2); the shared ones come from TrainConfig.
 
     The PI kinds of the teacher view are ``env.teacher_privileged`` (required).
     """
@@ -103,18 +112,27 @@ class PiDistillConfig(TrainConfig):
     """Weight of the teacher term: L = α·L_T + (1−α)·L_S (the final α when annealing)."""
     alpha_start: Optional[float] = None
     """α at step 1 of a linear anneal to ``alpha``; null = no anneal."""
-    alpha_anneal_steps: int = 0
-    """Optimiser steps over which α goes linearly from ``alpha_start`` to ``alpha``."""
+    alpha_anneal_epochs: float = 0.0
+    """Epochs (passes over num_tasks, i.e. num_tasks / tasks_per_step steps each) over which α goes linearly
+    from ``alpha_start`` to ``alpha`` (the paper: 15)."""
     beta: float = 0.25
-    """β of R − β·KL̂(T‖S) (KL summed over the tokens and turns of an episode)."""
+    """β: the teacher's reward is R − β·KL̂(T‖S) (summed over an episode); the student's pull weight."""
+    student_kl: str = "pull"
+    """pull: env-only advantages + β·KL(sg π_T‖π_S) pull (Eq. 3, attracts); alg1: the student reuses the
+    teacher's KL-shaped advantage (Alg. 1 and the released code; repels, for reproduction only)."""
     clip_low: float = 0.2
     """Both terms' ratios are clipped below at 1 − clip_low."""
     clip_high: float = 0.2
     """Both terms' ratios are clipped above at 1 + clip_high."""
+    clip_ratio_c: Optional[float] = 3.0
+    """Dual clip of the student ratio π_S/π_T: a negative-advantage token costs at most c·|A|; null: off."""
     drop_zero_adv_groups: bool = True
-    """Drop groups whose advantages are all zero before the update."""
+    """Drop groups whose env rewards are all equal (no env signal) from the update, KL terms included (the
+    paper's "pop zero-advantage"); false keeps them, so they train on the KL terms alone."""
     ppo_epochs: int = 1
     """Gradient steps per sampling round, each over the whole round (the paper takes 2–3)."""
+    temperature: float = 0.75
+    """Sampling temperature of the teacher-view rollouts (the paper's 0.75); scoring uses the same."""
     lr: float = 5e-6
     """Peak AdamW learning rate."""
     out_dir: str = "runs/pi_distill"
@@ -122,10 +140,12 @@ class PiDistillConfig(TrainConfig):
 
 
 def alpha_at(cfg: PiDistillConfig, step: int) -> float:
-    """α of optimiser step ``step`` (1-based): linear from ``alpha_start`` to ``alpha``, then ``alpha``."""
-    if cfg.alpha_start is None or cfg.alpha_anneal_steps <= 0:
+    """α of optimiser step ``step`` (1-based): linear from ``alpha_start`` to ``alpha`` over
+    ``alpha_anneal_epochs`` epochs of ``num_tasks / tasks_per_step`` steps, then ``alpha``."""
+    if cfg.alpha_start is None or cfg.alpha_anneal_epochs <= 0:
         return cfg.alpha
-    frac = min(max(step - 1, 0) / cfg.alpha_anneal_steps, 1.0)
+    anneal_steps = cfg.alpha_anneal_epochs * cfg.num_tasks / cfg.tasks_per_step
+    frac = min(max(step - 1, 0) / anneal_steps, 1.0)
     return cfg.alpha_start + frac * (cfg.alpha - cfg.alpha_start)
 
 
@@ -135,142 +155,212 @@ def has_pi(sample: TurnSample) -> bool:
     return teacher_ids is not None and tuple(teacher_ids) != tuple(sample.student_prompt_ids)
 
 
+@dataclass(frozen=True)
+class PiDistillTerms:
+    """The per-token parts of π-Distill's loss, each [B, T] and 0 where masked."""
+
+    loss_BT: torch.Tensor
+    """α_b·teacher + (1−α_b)·(student + β·pull): what is reduced and back-propagated."""
+    teacher_BT: torch.Tensor
+    """The teacher view's PPO-clip term (unweighted)."""
+    student_BT: torch.Tensor
+    """The student view's dual-clipped IS term (unweighted)."""
+    pull_BT: torch.Tensor
+    """−log π_S on teacher samples (unweighted; 0 on turns without PI and in the alg1 form)."""
+    w_teacher_B: torch.Tensor
+    w_student_B: torch.Tensor
+
+
+def pi_distill_terms(
+    teacher_lp_BT: torch.Tensor,
+    student_lp_BT: torch.Tensor,
+    sampler_lp_BT: torch.Tensor,
+    teacher_adv_BT: torch.Tensor,
+    student_adv_BT: torch.Tensor,
+    mask_BT: torch.Tensor,
+    has_pi_B: torch.Tensor,
+    *,
+    alpha: float,
+    pull: float,
+    clip_low: float,
+    clip_high: float,
+    clip_ratio_c: float | None,
+) -> PiDistillTerms:
+    """π-Distill's per-token loss from log-probs (a pure function: the loop and the toy checks share it).
+
+    ``teacher_lp_BT``/``student_lp_BT`` are the two views' log-probs of the teacher-sampled ids (with grad),
+    ``sampler_lp_BT`` π^T_old, ``*_adv_BT`` each term's advantages (see the module docstring), ``pull`` the
+    weight β of the student's pull (0 for the alg1 form). Turns without PI (``has_pi_B`` False) get the
+    student term at weight 1 and no pull.
+    """
+    clip = {"clip_low": clip_low, "clip_high": clip_high}
+    w_teacher_B = torch.where(has_pi_B, alpha, 0.0).to(torch.float32)
+    w_student_B = torch.where(has_pi_B, 1.0 - alpha, 1.0).to(torch.float32)
+    teacher_BT = ppo_clip(teacher_lp_BT, sampler_lp_BT, teacher_adv_BT, mask_BT, **clip)
+    student_BT = is_clipped_student(student_lp_BT, sampler_lp_BT, student_adv_BT, mask_BT, **clip,
+                                    clip_ratio_c=clip_ratio_c)
+    pull_BT = teacher_sample_pull(student_lp_BT, mask_BT & has_pi_B[:, None]) if pull > 0 \
+        else torch.zeros_like(student_BT)
+    loss_BT = w_teacher_B[:, None] * teacher_BT + w_student_B[:, None] * (student_BT + pull * pull_BT)
+    return PiDistillTerms(loss_BT, teacher_BT, student_BT, pull_BT, w_teacher_B, w_student_B)
+
+
 def pi_distill_loss(
     model: torch.nn.Module,
     samples: Sequence[TurnSample],
-    advantages: Sequence[float],
+    teacher_advantages: Sequence[float],
+    student_advantages: Sequence[float],
     *,
     alpha: float,
+    pull: float,
     temperature: float,
     clip_low: float,
     clip_high: float,
+    clip_ratio_c: float | None,
     normalizer: int,
     stats: dict[str, float] | None = None,
 ) -> torch.Tensor:
-    """α·L_T + (1−α)·L_S over one micro-batch (turns without PI: L_S only), token_mean over ``normalizer``.
-
-    Both views are scored with gradient; π^T_old is each turn's ``sampler_logprobs``. ``stats`` (optional)
-    accumulates the weighted parts ``loss_teacher``/``loss_student`` (they sum to the returned loss), the
-    unweighted terms ``teacher_term``/``student_term``, and clipped-token counts.
-    """
+    """One micro-batch: score both views with gradient, then :func:`pi_distill_terms`, token mean over
+    ``normalizer``. ``stats`` (optional) accumulates ``loss_teacher``/``loss_student`` (weighted; they sum to
+    the loss), the unweighted ``teacher_term``/``student_term``/``pull_term`` and clipped-token counts."""
     responses = [s.response_ids for s in samples]
-    teacher = score(model, [s.teacher_prompt_ids for s in samples], responses, temperature=temperature)
-    student = score(model, [s.student_prompt_ids for s in samples], responses, temperature=temperature)
+    teacher = score(model, prompts_of(samples, "teacher"), responses, temperature=temperature)
+    student = score(model, prompts_of(samples, "student"), responses, temperature=temperature)
     mask_BT = student.mask_BT
     device = mask_BT.device
-    old_BT = padded_BT([s.sampler_logprobs for s in samples], student.logprobs_BT)
-    adv_BT = torch.tensor(list(advantages), dtype=torch.float32, device=device)[:, None].expand(mask_BT.shape)
-    pi_B = torch.tensor([has_pi(s) for s in samples], device=device)
-    w_teacher_B = torch.where(pi_B, alpha, 0.0).to(torch.float32)
-    w_student_B = torch.where(pi_B, 1.0 - alpha, 1.0).to(torch.float32)
-    clip = {"clip_low": clip_low, "clip_high": clip_high}
-    teacher_BT = ppo_clip(teacher.logprobs_BT, old_BT, adv_BT, mask_BT, **clip)
-    student_BT = is_clipped_student(student.logprobs_BT, old_BT, adv_BT, mask_BT, **clip)
+    sampler_BT = padded_BT([s.sampler_logprobs or () for s in samples], student.logprobs_BT)
+    teacher_adv_BT = torch.tensor(list(teacher_advantages), dtype=torch.float32, device=device)[:, None].expand(
+        mask_BT.shape)
+    student_adv_BT = torch.tensor(list(student_advantages), dtype=torch.float32, device=device)[:, None].expand(
+        mask_BT.shape)
+    has_pi_B = torch.tensor([has_pi(s) for s in samples], device=device)
+    terms = pi_distill_terms(teacher.logprobs_BT, student.logprobs_BT, sampler_BT, teacher_adv_BT, student_adv_BT,
+                             mask_BT, has_pi_B, alpha=alpha, pull=pull, clip_low=clip_low, clip_high=clip_high,
+                             clip_ratio_c=clip_ratio_c)
     reduce = {"mode": "token_mean", "normalizer": normalizer}
-    teacher_part = reduce_loss(w_teacher_B[:, None] * teacher_BT, mask_BT, **reduce)
-    student_part = reduce_loss(w_student_B[:, None] * student_BT, mask_BT, **reduce)
+    loss = reduce_loss(terms.loss_BT, mask_BT, **reduce)  # type: ignore[arg-type]
     if stats is not None:
         with torch.no_grad():
+            w_t, w_s = terms.w_teacher_B[:, None], terms.w_student_B[:, None]
+            clip = {"clip_low": clip_low, "clip_high": clip_high}
             add = {
-                "loss_teacher": float(teacher_part),
-                "loss_student": float(student_part),
-                "teacher_term": float(reduce_loss(teacher_BT, mask_BT, **reduce)),
-                "student_term": float(reduce_loss(student_BT, mask_BT, **reduce)),
-                "teacher_clipped": float(ppo_clipped(teacher.logprobs_BT, old_BT, adv_BT, mask_BT,
-                                                     **clip).sum()),
-                "student_clipped": float(ppo_clipped(student.logprobs_BT, old_BT, adv_BT, mask_BT,
-                                                     **clip).sum()),
+                "loss_teacher": reduce_loss(w_t * terms.teacher_BT, mask_BT, **reduce),  # type: ignore[arg-type]
+                "loss_student": reduce_loss(w_s * (terms.student_BT + pull * terms.pull_BT), mask_BT,
+                                            **reduce),  # type: ignore[arg-type]
+                "teacher_term": reduce_loss(terms.teacher_BT, mask_BT, **reduce),  # type: ignore[arg-type]
+                "student_term": reduce_loss(terms.student_BT, mask_BT, **reduce),  # type: ignore[arg-type]
+                "pull_term": reduce_loss(terms.pull_BT, mask_BT, **reduce),  # type: ignore[arg-type]
+                "teacher_clipped": ppo_clipped(teacher.logprobs_BT, sampler_BT, teacher_adv_BT, mask_BT, **clip).sum(),
+                "student_clipped": ppo_clipped(student.logprobs_BT, sampler_BT, student_adv_BT, mask_BT, **clip).sum(),
             }
         for k, v in add.items():
-            stats[k] = stats.get(k, 0.0) + v
-    return teacher_part + student_part
+            stats[k] = stats.get(k, 0.0) + float(v)
+    return loss
 
 
 def train(cfg: PiDistillConfig) -> RunResult:
     """Run (or resume) π-Distill as ``cfg`` says; returns the final step, the last metrics and the run dir."""
     privileged = list(cfg.env.teacher_privileged)
-    if not privileged:
+    _check(cfg)
+    # ---- set-up: seed, model, optimiser, resume, evaluation before training; the sampler is the teacher view
+    run = start_run(cfg, state={"cursor": 0})
+    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    if step == 0 and cfg.eval.before:
+        evaluate(run, 0)
+    policy = sampling_policy(run, "pi-distill-teacher-view")
+    current = make_teacher("current", model)  # the student view's no-grad log-probs for KL̂
+    temperature = score_temperature(cfg.temperature)
+    pull = cfg.beta if cfg.student_kl == "pull" else 0.0
+    logger.info("π-Distill (α=%s, β=%s, student %s form) on %s, %d steps, out_dir=%s", cfg.alpha, cfg.beta,
+                cfg.student_kl, cfg.env.id, cfg.steps, run.run_dir)
+
+    metrics: dict[str, float] = {}
+    for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="π-Distill",
+                     disable=not cfg.progress):
+        started = begin_step(run, step)
+        alpha = alpha_at(cfg, step)
+        # ---- sample from the teacher view (with PI); both views' ids are kept
+        result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step, privileged=privileged,
+                               act_on="teacher")
+        episodes = usable_episodes(result.episodes, cfg.max_error_rate)
+        turns = trainable_turns(episodes)
+
+        # ---- KL̂(T‖S) per episode (student view scored without grad; the teacher's are the sampler's)
+        rewards_E = episode_rewards(episodes, cfg.truncation_reward)
+        kl_E = torch.zeros(len(episodes), dtype=torch.float64)
+        if turns:
+            samples = [t for _, t in turns]
+            with current.model_for_scoring() as scorer:  # eval mode, no grad
+                student = score(scorer, prompts_of(samples, "student"), [t.response_ids for t in samples],
+                                temperature=temperature, max_tokens_per_microbatch=cfg.max_tokens_per_microbatch)
+            sampler_BT = padded_BT([t.sampler_logprobs or () for t in samples], student.logprobs_BT)
+            kl_E = episode_kl(len(episodes), turns, student.logprobs_BT, sampler_BT, student.mask_BT,
+                              sampled_by="teacher")
+        teacher_adv_E = group_advantages(episodes, rewards_E - cfg.beta * kl_E, scale_by_std=False)
+        env_adv_E = group_advantages(episodes, rewards_E, scale_by_std=False)
+        student_adv_E = env_adv_E if cfg.student_kl == "pull" else teacher_adv_E
+
+        # ---- groups without env signal: detected on env rewards, dropped when configured
+        zero = zero_signal_groups(episodes, rewards_E)
+        kept = [(e, t) for e, t in turns if not (cfg.drop_zero_adv_groups and episodes[e].group_id in zero)]
+        teacher_adv = {id(t): float(teacher_adv_E[e]) for e, t in kept}
+        student_adv = {id(t): float(student_adv_E[e]) for e, t in kept}
+        batch = [t for _, t in kept]
+
+        # ---- loss: α·teacher PPO + (1−α)·(student IS-PPO + β·pull), per micro-batch; ppo_epochs passes
+        stats: dict[str, float] = {}
+        micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
+
+        def loss_fn(mb: Sequence[TurnSample], n: int) -> torch.Tensor:
+            return pi_distill_loss(model, mb, [teacher_adv[id(t)] for t in mb], [student_adv[id(t)] for t in mb],
+                                   alpha=alpha, pull=pull, temperature=temperature, clip_low=cfg.clip_low,
+                                   clip_high=cfg.clip_high, clip_ratio_c=cfg.clip_ratio_c, normalizer=n,
+                                   stats=stats)
+
+        passes = [update(run, micro, loss_fn) for _ in range(cfg.ppo_epochs)] if micro else [(0.0, 0.0)]
+        cursor += cfg.tasks_per_step
+
+        # ---- sync the sampler, log, evaluate, checkpoint
+        n_passes = len(passes)
+        n_tokens = sum(len(t.response_ids) for t in batch) * n_passes
+        sync_sampler(policy, model)
+        metrics = log_step(run, step, {
+            **round_metrics(run, result, act_on="teacher"),
+            "alpha": alpha,
+            "mean_reward": float(rewards_E.mean()) if len(episodes) else 0.0,
+            "mean_kl": float(kl_E.mean()) if len(episodes) else 0.0,
+            "zero_adv_fraction": len(zero) / max(len({ep.group_id for ep in episodes}), 1),
+            "mean_abs_adv": float(teacher_adv_E.abs().mean()) if len(episodes) else 0.0,
+            "mean_abs_env_adv": float(env_adv_E.abs().mean()) if len(episodes) else 0.0,
+            "no_pi_turn_frac": sum(not has_pi(t) for t in batch) / max(len(batch), 1),
+            "loss": sum(loss for loss, _ in passes) / n_passes,
+            **{key: stats.get(key, 0.0) / n_passes
+               for key in ("loss_teacher", "loss_student", "teacher_term", "student_term", "pull_term")},
+            "teacher_clip_frac": stats.get("teacher_clipped", 0.0) / max(n_tokens, 1),
+            "student_clip_frac": stats.get("student_clipped", 0.0) / max(n_tokens, 1),
+            "grad_norm": sum(norm for _, norm in passes) / n_passes,
+            "trained_turns": len(batch),
+            "response_tokens": sum(len(t.response_ids) for t in batch),
+            "microbatches": len(micro),
+        }, started)
+        if eval_due(cfg, step):
+            evaluate(run, step)
+        if checkpoint_due(cfg, step):
+            save_checkpoint(run.run_dir, step, model, run.optimizer, {"cursor": cursor})
+    return finish_run(run, step, metrics)
+
+
+def _check(cfg: PiDistillConfig) -> None:
+    if not cfg.env.teacher_privileged:
         raise ValueError("π-Distill needs env.teacher_privileged=[...] PI kinds: its rollouts come from the "
                          "teacher view")
     for name in ("alpha", "alpha_start"):
         value = getattr(cfg, name)
         if value is not None and not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if cfg.student_kl not in STUDENT_KL_FORMS:
+        raise ValueError(f"student_kl must be one of {list(STUDENT_KL_FORMS)}, got {cfg.student_kl!r}")
+    if cfg.beta < 0:
+        raise ValueError(f"beta must be >= 0, got {cfg.beta}")
     if cfg.ppo_epochs < 1:
         raise ValueError(f"ppo_epochs must be >= 1, got {cfg.ppo_epochs}")
-    # ---- set-up: seed, model, optimiser, resume, evaluation before training; the sampler is the teacher view
-    run = start_run(cfg, state={"cursor": 0})
-    model = run.model
-    current = make_teacher("current", model)  # no-grad scoring of the student view for the KL estimate
-    policy = sampling_policy(run, "pi-distill-teacher-view")
-    temperature = score_temperature(cfg.temperature)
-    logger.info("π-Distill (α=%s, β=%s) on %s, %d steps, out_dir=%s", cfg.alpha, cfg.beta, cfg.env.id,
-                cfg.steps, run.run_dir)
-
-    metrics: dict[str, float] = {}
-    for _ in tqdm(range(run.step, cfg.steps), initial=run.step, total=cfg.steps, desc="π-Distill",
-                  disable=not cfg.progress):
-        start_step(run)
-        alpha = alpha_at(cfg, run.step + 1)
-        # ---- sample from the teacher view (with PI); both views' ids are kept
-        cursor = run.state["cursor"]
-        seeds = task_seeds(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed, cfg.env_seed_start)
-        result = rollout_round(run, policy, seeds, privileged=privileged, act_on="teacher")
-        episodes = result.episodes
-        turns = trainable_turns(episodes)
-
-        # ---- KL(T‖S) per episode into the reward, group-centred advantages, drop zero-advantage groups
-        kl_E = torch.zeros(len(episodes))
-        adv_E = torch.zeros(len(episodes))
-        if turns:
-            t_BT, s_BT, mask_BT = sampler_and_other_logprobs(
-                current, [t for _, t in turns], other_view="student", temperature=temperature,
-                max_tokens_per_microbatch=cfg.max_tokens_per_microbatch)
-            kl_E, _, adv_E = episode_advantages(episodes, turns, s_BT, t_BT, mask_BT, beta=cfg.beta,
-                                                sampled_by="teacher")
-        n_groups = len({ep.group_id for ep in episodes})
-        dropped = zero_advantage_groups(episodes, adv_E) if cfg.drop_zero_adv_groups else set()
-        kept = [(e, t) for e, t in turns if episodes[e].group_id not in dropped]
-        adv_of = {id(t): float(adv_E[e]) for e, t in kept}
-        batch = [t for _, t in kept]
-
-        # ---- loss: α·teacher PPO + (1−α)·student IS-PPO, accumulated per micro-batch; ppo_epochs passes
-        stats: dict[str, float] = {}
-        losses, grad_norms = [], []
-        micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
-        for _ in range(cfg.ppo_epochs if batch else 0):
-            run.optimizer.zero_grad(set_to_none=True)
-            losses.append(backward_microbatches(
-                micro,
-                lambda mb, n: pi_distill_loss(model, mb, [adv_of[id(t)] for t in mb], alpha=alpha,
-                                              temperature=temperature, clip_low=cfg.clip_low,
-                                              clip_high=cfg.clip_high, normalizer=n, stats=stats),
-                mode="token_mean"))
-            grad_norms.append(float(clip_gradients(model, cfg.max_grad_norm)))
-            run.optimizer.step()
-        run.step += 1
-        run.state = {"cursor": cursor + cfg.tasks_per_step}
-
-        # ---- log, evaluate, checkpoint
-        n_tokens = sum(len(t.response_ids) for t in batch) * max(len(losses), 1)
-        passes = max(len(losses), 1)
-        metrics = end_step(run, {
-            **rollout_metrics(run, result),
-            "alpha": alpha,
-            "mean_kl": float(kl_E.mean()) if len(episodes) else 0.0,
-            "zero_adv_fraction": len(dropped) / max(n_groups, 1),
-            "mean_abs_adv": float(adv_E.abs().mean()) if len(episodes) else 0.0,
-            "no_pi_turn_frac": sum(not has_pi(t) for t in batch) / max(len(batch), 1),
-            "loss": sum(losses) / passes,
-            "loss_teacher": stats.get("loss_teacher", 0.0) / passes,
-            "loss_student": stats.get("loss_student", 0.0) / passes,
-            "teacher_term": stats.get("teacher_term", 0.0) / passes,
-            "student_term": stats.get("student_term", 0.0) / passes,
-            "teacher_clip_frac": stats.get("teacher_clipped", 0.0) / max(n_tokens, 1),
-            "student_clip_frac": stats.get("student_clipped", 0.0) / max(n_tokens, 1),
-            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
-            "trained_turns": len(batch),
-            "response_tokens": sum(len(t.response_ids) for t in batch),
-            "microbatches": len(micro),
-        }, run.state)
-    return finish_run(run, metrics)

@@ -43,18 +43,21 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+from agentdistill.algos.batch import microbatches_by_tokens
 from agentdistill.algos.common import (
     RunResult,
-    backward_microbatches,
     batch_indices,
-    clip_gradients,
-    end_step,
+    begin_step,
+    checkpoint_due,
+    eval_due,
+    evaluate,
     finish_run,
-    microbatches_by_tokens,
+    log_step,
     start_run,
-    start_step,
+    update,
 )
-from agentdistill.config import TrainConfig
+from agentdistill.checkpoints import save_checkpoint
+from agentdistill.config import TrainConfig, env_kwargs
 from agentdistill.losses import reduce_loss
 from agentdistill.scoring import score
 from agentdistill.types import Episode, TurnSample, load_episodes, save_episodes
@@ -90,36 +93,36 @@ def train(cfg: SFTConfig) -> RunResult:
         raise ValueError(f"batch_turns must be >= 1, got {cfg.batch_turns}")
     # ---- set-up: seed, model, optimiser, resume, evaluation before training; then the expert turns
     run = start_run(cfg, state={"cursor": 0})
-    model = run.model
+    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    if step == 0 and cfg.eval.before:
+        evaluate(run, 0)
     turns = expert_turns(cfg, run.tokenizer, run.run_dir)
     logger.info("SFT on %d expert turns, %d steps, out_dir=%s", len(turns), cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    for _ in tqdm(range(run.step, cfg.steps), initial=run.step, total=cfg.steps, desc="SFT",
-                  disable=not cfg.progress):
-        start_step(run)
-        cursor = run.state["cursor"]
+    for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="SFT",
+                     disable=not cfg.progress):
+        started = begin_step(run, step)
         batch = [turns[i] for i in batch_indices(len(turns), cfg.batch_turns, cursor, cfg.seed)]
 
         # ---- loss: −mean log-prob of response tokens over the whole step, accumulated per micro-batch
         micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss = backward_microbatches(micro, lambda mb, n: nll_loss(model, mb, normalizer=n),
-                                     mode="token_mean")
-        grad_norm = clip_gradients(model, cfg.max_grad_norm)
-        run.optimizer.step()
-        run.step += 1
-        run.state = {"cursor": cursor + len(batch)}
+        loss, grad_norm = update(run, micro, lambda mb, n: nll_loss(model, mb, normalizer=n))
+        cursor += len(batch)
 
         # ---- log, evaluate, checkpoint
-        metrics = end_step(run, {
+        metrics = log_step(run, step, {
             "loss": loss,
-            "grad_norm": float(grad_norm),
+            "grad_norm": grad_norm,
             "tokens": sum(len(s.student_prompt_ids) + len(s.response_ids) for s in batch),
             "response_tokens": sum(len(s.response_ids) for s in batch),
             "microbatches": len(micro),
-        }, run.state)
-    return finish_run(run, metrics)
+        }, started)
+        if eval_due(cfg, step):
+            evaluate(run, step)
+        if checkpoint_due(cfg, step):
+            save_checkpoint(run.run_dir, step, model, run.optimizer, {"cursor": cursor})
+    return finish_run(run, step, metrics)
 
 
 def nll_loss(model: torch.nn.Module, samples: Sequence[TurnSample], *, normalizer: int) -> torch.Tensor:
@@ -158,8 +161,6 @@ def collect_expert_episodes(cfg: SFTConfig, tokenizer) -> list[Episode]:
 
     seeds = range(cfg.env_seed_start, cfg.env_seed_start + cfg.num_tasks)
     interface = default_interface(cfg.env.id, **cfg.env.interface)
-    from agentdistill.config import env_kwargs
-
     result = rollout(cfg.env.id, ExpertPolicy(interface), seeds=seeds, interface=interface,
                      tokenizer=tokenizer, view=ViewSpec(history_window=cfg.history_window),
                      max_turns=cfg.env.max_turns, env_kwargs=env_kwargs(cfg.env.kwargs), run_seed=cfg.seed, progress=False)

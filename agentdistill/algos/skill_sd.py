@@ -1,8 +1,9 @@
 """Skill-SD: GRPO plus importance-weighted reverse KL to a teacher view that reads skills (arXiv 2604.10674).
 
 The student always acts under the plain prompt x. Finished episodes are summarised (off the training thread)
-into skills kept in a ``SkillBank``; for each task a skill S(x) of its family is picked by UCB and rendered
-into the *teacher* view only, x ⊕ S(x). The student's own tokens are re-scored there by the teacher θ̄
+into skills kept in a ``SkillBank``; for each task a skill S(x) is picked among the skills of its family (the
+env's task type where it has one, else the env) whose source task is most similar to this task's text, by UCB,
+and rendered into the *teacher* view only, x ⊕ S(x). The student's own tokens are re-scored there by the teacher θ̄
 (a copy synced from the student at the start of every iteration), and the loss is
 
     L = L_GRPO + λ · L_SDL,    λ = 0.001 (the paper's best)
@@ -10,8 +11,10 @@ into the *teacher* view only, x ⊕ S(x). The student's own tokens are re-scored
     L_SDL  =  (1/N) Σ_i Σ_t ρ_t (e^{−ℓ_t} − 1 + ℓ_t),   ρ_t = π_θ(y_t|x)/sg π_old(y_t|x),
               ℓ_t = log π_θ(y_t|x) − log π_θ̄(y_t|x ⊕ S(x))
 
-with N the step's response tokens (token-mean), Â_i the group-centred episode reward (GRPO), and π_old the
-sampler's log-probs. ρ makes the k3 estimator's gradient the reverse-KL one (without it, k3 on samples has the
+with N the step's response tokens (token-mean), Â_i the group-normalised episode reward (GRPO: centred and
+divided by the group std, the paper's normalisation — without it λ's weight against the GRPO term depends on
+the env's reward scale), and π_old the sampler's log-probs. Rewards are the shared definition
+(``algos/rewards.py``); episodes with an env error leave the update and the group statistics. ρ makes the k3 estimator's gradient the reverse-KL one (without it, k3 on samples has the
 forward-KL gradient; methods §9.5). Turns of a task with no skill yet (cold start: the bank begins empty) get
 the GRPO term only. Zero-advantage groups are kept by default: the KL term still teaches on them.
 
@@ -48,30 +51,32 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+from agentdistill.algos.batch import microbatches_by_tokens, padded_BT, sampler_logprobs_BT
 from agentdistill.algos.common import (
     RunResult,
-    backward_microbatches,
-    clip_gradients,
-    end_step,
+    begin_step,
+    checkpoint_due,
+    eval_due,
+    evaluate,
     finish_run,
-    load_module_state,
-    microbatches_by_tokens,
-    padded_BT,
-    rollout_metrics,
+    load_initial_model,
+    log_step,
     rollout_round,
-    sampler_logprobs_BT,
+    round_metrics,
     sampling_policy,
     start_run,
-    start_step,
+    sync_sampler,
     task_seeds,
+    update,
+    usable_episodes,
 )
-from agentdistill.algos.grpo import episode_advantages, episode_reward, select_groups
+from agentdistill.algos.distill import copy_teacher, resumed_teacher
+from agentdistill.algos.rewards import episode_rewards, group_advantages, zero_signal_groups
+from agentdistill.checkpoints import save_checkpoint
 from agentdistill.config import EndpointConfig, TrainConfig
 from agentdistill.losses import iw_k3, ppo_clip, ppo_clipped, reduce_loss
-from agentdistill.models import load_model
 from agentdistill.scoring import score
 from agentdistill.skills import LLMSummariser, ModelSummariser, SkillBank, SkillWorker, TemplateSummariser
-from agentdistill.teachers import make_teacher
 from agentdistill.types import Episode, TurnSample
 from agentdistill.views import ViewSpec, render_turn
 
@@ -91,10 +96,8 @@ class SkillSDConfig(TrainConfig):
     """ε_low of the PPO ratio clip."""
     clip_high: float = 0.28
     """ε_high (asymmetric, DAPO-style; the paper's value is not published)."""
-    truncation_reward: Optional[float] = 0.0
-    """Reward of an episode cut by the turn budget without a win; null keeps its summed env reward."""
-    scale_by_std: bool = False
-    """Divide group-centred advantages by the group's reward std."""
+    scale_by_std: bool = True
+    """Divide group-centred advantages by the group's reward std (the paper's GRPO normalisation)."""
     drop_zero_adv_groups: bool = False
     """Drop all-equal-reward groups (they still carry the KL term, so kept by default)."""
     teacher: str = "synced"
@@ -110,9 +113,15 @@ class SkillSDConfig(TrainConfig):
     summary_attempts: int = 3
     """Tries per summary before it is dropped (failures are counted, never raised)."""
     skills_per_prompt: int = 1
-    """Skills rendered into each teacher view (the UCB top-k of the task's family)."""
+    """Skills rendered into each teacher view (the UCB top-k among the task's most similar skills)."""
+    similar_skills: int = 4
+    """Candidates per selection: the skills of the family whose source tasks are most similar to this one."""
     ucb_exploration: float = 1.0
     """c in UCB1's  ū + c·sqrt(2 ln N / n)."""
+    temperature: float = 1.0
+    """Sampling temperature of the student's rollouts."""
+    lr: float = 1e-6
+    """Peak AdamW learning rate."""
     max_skills_per_family: int = 32
     """Bank capacity per task family (the least useful skill is evicted)."""
     initial_skills: Optional[str] = None
@@ -125,101 +134,91 @@ def train(cfg: SkillSDConfig) -> RunResult:
     """Run (or resume) Skill-SD as ``cfg`` says; returns the final step, the last metrics and the run dir."""
     _check(cfg)
     # ---- set-up: a frozen/ema/synced teacher copy from the initial weights, then start_run resumes
-    model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
-    if cfg.init_from:
-        from agentdistill.algos.common import load_weights
-
-        load_weights(model, cfg.init_from)
-    teacher = make_teacher(cfg.teacher, model, **({"decay": cfg.ema_decay} if cfg.teacher == "ema" else {}))
+    initial, tokenizer = load_initial_model(cfg)
+    teacher = copy_teacher(cfg.teacher, initial, ema_decay=cfg.ema_decay)
     bank = _initial_bank(cfg)
-    run = start_run(cfg, state={"cursor": 0, "bank": bank.to_dict()}, model=model, tokenizer=tokenizer)
-    model = run.model
-    bank = SkillBank.from_dict(run.state["bank"])
-    if cfg.teacher == "ema" and run.resumed_from is not None:
-        load_module_state(run.resumed_from, "teacher", teacher.model)
-    modules = {"teacher": teacher.model} if cfg.teacher == "ema" else None
+    run = start_run(cfg, state={"cursor": 0, "bank": bank.to_dict()}, model=initial, tokenizer=tokenizer)
+    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    bank = _bank_from_state(cfg, run.state["bank"])
+    teacher, modules = resumed_teacher(cfg.teacher, teacher, model, run.resumed_from)
+    if step == 0 and cfg.eval.before:
+        evaluate(run, 0)
     worker = SkillWorker(_summariser(cfg, model, tokenizer), asynchronous=cfg.async_summaries,
                          max_attempts=cfg.summary_attempts)
     policy = sampling_policy(run, "skill-sd-student")
-    spec = ViewSpec(history_window=cfg.history_window)
     logger.info("Skill-SD (λ=%g, teacher %s, summariser %s) on %s, %d steps, out_dir=%s", cfg.lam, cfg.teacher,
                 worker.summariser.name, cfg.env.id, cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
     created = 0
     try:
-        for _ in tqdm(range(run.step, cfg.steps), initial=run.step, total=cfg.steps, desc="Skill-SD",
-                      disable=not cfg.progress):
-            start_step(run)
+        for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="Skill-SD",
+                         disable=not cfg.progress):
+            started = begin_step(run, step)
             if cfg.teacher == "synced":
                 teacher.refresh(model)  # θ̄ ← θ at the start of the iteration
-            created += _absorb(worker, bank, run.step)  # async summaries that finished since the last step
+            created += _absorb(worker, bank, step - 1)  # async summaries that finished since the last step
 
-            # ---- rollout: the student under the plain prompt; GRPO advantages per task group
-            cursor = run.state["cursor"]
-            seeds = task_seeds(cfg.num_tasks, cfg.tasks_per_step, cursor, cfg.seed, cfg.env_seed_start)
-            result = rollout_round(run, policy, seeds)
-            rewards = [episode_reward(ep, cfg.truncation_reward) for ep in result.episodes]
-            advantages = episode_advantages(result.episodes, rewards, scale_by_std=cfg.scale_by_std)
-            reward_of = {ep.episode_id: r for ep, r in zip(result.episodes, rewards)}
-            groups = _groups(result.episodes)
+            # ---- rollout: the student under the plain prompt; normalised GRPO advantages per task group
+            result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step)
+            episodes = usable_episodes(result.episodes, cfg.max_error_rate)
+            rewards_E = episode_rewards(episodes, cfg.truncation_reward)
+            adv_E = group_advantages(episodes, rewards_E, scale_by_std=cfg.scale_by_std)
+            reward_of = {ep.episode_id: float(r) for ep, r in zip(episodes, rewards_E)}
+            groups = _groups(episodes)
 
-            # ---- skills: UCB pick per task, teacher view x ⊕ S(x) scored by θ̄ on the student's own tokens
+            # ---- skills: a similar task's skill per task (UCB), teacher view x ⊕ S(x) on the student's tokens
             teacher_lp: dict[int, tuple[float, ...]] = {}
             used = 0
             with teacher.model_for_scoring() as teacher_model:
                 for group in groups:
-                    skills = bank.select(group[0].metadata["task_family"], cfg.skills_per_prompt, step=run.step)
+                    skills = bank.select(group[0].metadata["task_family"], cfg.skills_per_prompt,
+                                         task=task_text(group[0]), step=step - 1)
                     if not skills:
                         continue
                     used += 1
                     skill_text = "\n\n".join(s.render() for s in skills)
-                    lps = _teacher_logprobs(teacher_model, tokenizer, group, skill_text, spec, cfg)
+                    lps = _teacher_logprobs(teacher_model, tokenizer, group, skill_text, run.view, cfg)
                     teacher_lp.update(lps)
                     group_rewards = [reward_of[ep.episode_id] for ep in group]
                     u = usefulness(group, group_rewards, lps)
-                    mean_reward = sum(group_rewards) / len(group)
                     for s in skills:
-                        bank.observe(s.skill_id, u, reward=mean_reward)
+                        bank.observe(s.skill_id, u, reward=sum(group_rewards) / len(group))
 
             # ---- loss and update: GRPO + λ·IW-k3, token mean over the step's response tokens
-            kept, zero_fraction = select_groups(result.episodes, advantages, drop_zero=cfg.drop_zero_adv_groups)
-            samples = [t for ep in kept for t in ep.turns if t.response_ids]
-            adv_of = {id(t): advantages[ep.episode_id] for ep in kept for t in ep.turns}
+            zero = zero_signal_groups(episodes, rewards_E)
+            kept = [e for e, ep in enumerate(episodes) if not (cfg.drop_zero_adv_groups and ep.group_id in zero)]
+            samples = [t for e in kept for t in episodes[e].turns if t.response_ids]
+            adv_of = {id(t): float(adv_E[e]) for e in kept for t in episodes[e].turns}
             stats: dict[str, float] = {}
             micro = microbatches_by_tokens(samples, cfg.max_tokens_per_microbatch)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss = backward_microbatches(
-                micro,
-                lambda mb, n: skill_sd_loss(model, mb, [adv_of[id(t)] for t in mb],
-                                            [teacher_lp.get(id(t)) for t in mb], normalizer=n, lam=cfg.lam,
-                                            temperature=cfg.temperature, clip_low=cfg.clip_low,
-                                            clip_high=cfg.clip_high, stats=stats),
-                mode="token_mean") if samples else 0.0
-            grad_norm = float(clip_gradients(model, cfg.max_grad_norm)) if samples else 0.0
-            if samples:
-                run.optimizer.step()
+
+            def loss_fn(mb: Sequence[TurnSample], n: int) -> torch.Tensor:
+                return skill_sd_loss(model, mb, [adv_of[id(t)] for t in mb], [teacher_lp.get(id(t)) for t in mb],
+                                     normalizer=n, lam=cfg.lam, temperature=cfg.temperature, clip_low=cfg.clip_low,
+                                     clip_high=cfg.clip_high, stats=stats)
+
+            loss, grad_norm = update(run, micro, loss_fn)
             if cfg.teacher == "ema":
                 teacher.refresh(model)
 
             # ---- the step's episodes go to the summariser, one job per task
             for group in groups:
-                worker.submit(group[0].metadata["task_family"], group, run.step)
-            created += _absorb(worker, bank, run.step)  # inline summaries are done already
-            run.step += 1
-            run.state = {"cursor": cursor + cfg.tasks_per_step, "bank": bank.to_dict()}
+                worker.submit(group[0].metadata["task_family"], group, step - 1)
+            created += _absorb(worker, bank, step - 1)  # inline summaries are done already
+            cursor += cfg.tasks_per_step
             _write_bank(run.run_dir, bank)
 
-            # ---- log, evaluate, checkpoint (the bank rides in the loop state)
+            # ---- sync the sampler, log, evaluate, checkpoint (the bank rides in the loop state)
             tokens = max(stats.get("tokens", 0.0), 1.0)
-            kl_tokens = max(stats.get("kl_tokens", 0.0), 1.0)
-            metrics = end_step(run, {
-                **rollout_metrics(run, result),
-                "mean_reward": sum(rewards) / max(len(rewards), 1),
-                "zero_adv_fraction": zero_fraction,
+            sync_sampler(policy, model)
+            metrics = log_step(run, step, {
+                **round_metrics(run, result),
+                "mean_reward": float(rewards_E.mean()) if len(episodes) else 0.0,
+                "zero_adv_fraction": len(zero) / max(len(groups), 1),
                 "loss": loss,
                 "loss_grpo": stats.get("grpo", 0.0) / tokens,
-                "loss_sdl": stats.get("sdl", 0.0) / kl_tokens,
+                "loss_sdl": stats.get("sdl", 0.0) / max(stats.get("kl_tokens", 0.0), 1.0),
                 "clip_fraction": stats.get("clipped", 0.0) / tokens,
                 "skill_coverage": used / max(len(groups), 1),
                 "skill_tokens_fraction": stats.get("kl_tokens", 0.0) / tokens,
@@ -231,10 +230,15 @@ def train(cfg: SkillSDConfig) -> RunResult:
                 "grad_norm": grad_norm,
                 "trained_turns": len(samples),
                 "response_tokens": sum(len(s.response_ids) for s in samples),
-            }, run.state, modules)
+            }, started)
+            if eval_due(cfg, step):
+                evaluate(run, step)
+            if checkpoint_due(cfg, step):
+                save_checkpoint(run.run_dir, step, model, run.optimizer, {"cursor": cursor, "bank": bank.to_dict()},
+                                modules)
     finally:
         worker.close()
-    return finish_run(run, metrics)
+    return finish_run(run, step, metrics)
 
 
 def _check(cfg: SkillSDConfig) -> None:
@@ -246,8 +250,8 @@ def _check(cfg: SkillSDConfig) -> None:
         raise ValueError("summariser=llm needs endpoint.model=<served model> (and endpoint.base_url=...)")
     if not cfg.temperature > 0:
         raise ValueError(f"Skill-SD samples and computes ratios at temperature > 0, got {cfg.temperature}")
-    if cfg.lam < 0 or cfg.skills_per_prompt < 1:
-        raise ValueError("lam must be >= 0 and skills_per_prompt >= 1")
+    if cfg.lam < 0 or cfg.skills_per_prompt < 1 or cfg.similar_skills < 1:
+        raise ValueError("lam must be >= 0, skills_per_prompt and similar_skills >= 1")
     if cfg.lora.rank > 0:
         raise ValueError("Skill-SD's teacher is a copy of the full weights: LoRA runs are not supported yet "
                          "(set lora.rank=0)")
@@ -255,12 +259,18 @@ def _check(cfg: SkillSDConfig) -> None:
 
 def _initial_bank(cfg: SkillSDConfig) -> SkillBank:
     if cfg.initial_skills is None:
-        return SkillBank(exploration=cfg.ucb_exploration, max_per_family=cfg.max_skills_per_family)
+        return _bank_from_state(cfg, SkillBank().to_dict())
     path = Path(cfg.initial_skills)
     if not path.exists():
         raise FileNotFoundError(f"initial_skills={path} does not exist: give a skills.json of an earlier run")
-    bank = SkillBank.from_dict(json.loads(path.read_text()))
+    return _bank_from_state(cfg, json.loads(path.read_text()))
+
+
+def _bank_from_state(cfg: SkillSDConfig, state: dict) -> SkillBank:
+    """The bank of a saved state with this run's selection settings (a config change applies on resume)."""
+    bank = SkillBank.from_dict(state)
     bank.exploration, bank.max_per_family = cfg.ucb_exploration, cfg.max_skills_per_family
+    bank.candidates = cfg.similar_skills
     return bank
 
 
@@ -278,9 +288,16 @@ def _absorb(worker: SkillWorker, bank: SkillBank, step: int) -> int:
     """Add the worker's finished summaries to the bank; returns how many."""
     done = worker.drain()
     for summary in done:
-        bank.add(summary.draft, family=summary.job.family, step=step, summariser=worker.summariser.name,
-                 source_episodes=[ep.episode_id for ep in summary.job.episodes])
+        bank.add(summary.draft, family=summary.job.family, task=task_text(summary.job.episodes[0]), step=step,
+                 summariser=worker.summariser.name, source_episodes=[ep.episode_id for ep in summary.job.episodes])
     return len(done)
+
+
+def task_text(episode: Episode) -> str:
+    """What makes a task this task, for skill retrieval: the goal and the first observation (Sokoban's and
+    TextWorld's goals are one sentence for every level; the first observation is the level itself)."""
+    first = next((m.content for m in episode.messages if m.role == "user"), "")
+    return f"{episode.task}\n{first}"
 
 
 def _write_bank(run_dir: Path, bank: SkillBank) -> None:

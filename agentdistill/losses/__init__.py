@@ -39,6 +39,7 @@ from agentdistill.losses.pg import (
     ppo_clip,
     ppo_clipped,
     sequence_kl,
+    teacher_sample_pull,
 )
 from agentdistill.losses.reduce import REDUCE_MODES, normalizer_for, reduce_loss
 from agentdistill.losses.sampled import iw_k3, k1, k2, k3, pg_reverse_kl, reverse_kl_advantage
@@ -75,6 +76,19 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "is_clipped_student": is_clipped_student,
 }
 
+LOSS_FAMILIES: dict[str, str] = {
+    **dict.fromkeys(("pg_reverse_kl", "k2", "k3"), "sampled"),
+    "iw_k3": "sampled_iw",
+    **dict.fromkeys(("forward_kl", "reverse_kl", "generalized_jsd"), "full"),
+    **dict.fromkeys(("forward_kl_chunked", "reverse_kl_chunked", "generalized_jsd_chunked"), "chunked"),
+    **dict.fromkeys(("topk_tail_reverse_kl", "topk_renorm_reverse_kl", "topk_reverse_kl_sg",
+                     "topk_reverse_kl_truncated"), "topk"),
+    **dict.fromkeys(("ppo_clip", "is_clipped_student"), "surrogate"),
+}
+"""Each registered loss's family, i.e. what its caller must score: sampled-token log-probs (``sampled``, and
+``sampled_iw`` with the sampler's log-probs too), full logits, hidden states for the chunked kernels, student
+logits with the teacher's top-k, or a clipped surrogate over advantages."""
+
 KL_ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {"k1": k1, "k2": k2, "k3": k3}
 
 
@@ -93,6 +107,7 @@ def get_loss(name: str) -> Callable[..., torch.Tensor]:
 __all__ = [
     "KL_ESTIMATORS",
     "LOSSES",
+    "LOSS_FAMILIES",
     "REDUCE_MODES",
     "forward_kl",
     "forward_kl_chunked",
@@ -110,6 +125,7 @@ __all__ = [
     "per_episode_sum",
     "pg_reverse_kl",
     "ppo_clip",
+    "teacher_sample_pull",
     "ppo_clipped",
     "reduce_loss",
     "reverse_kl",

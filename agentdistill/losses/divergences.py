@@ -129,7 +129,7 @@ def forward_kl(
     """L_t = Σ_v p_T(v)·[log p_T(v) − log p_S(v)] = KL(p_T ‖ p_S), each term capped at ``clip`` if given.
 
     Direction: forward, KL(teacher ‖ student) — mass-covering; the main setting of OPSD v3
-    (arXiv 2601.18734; methods.md §3.6).
+    (arXiv 2601.18734; methods.md §3.6), and π-Distill's Rao-Blackwellised KL(π_T ‖ π_S) (App. E.1).
     Gradient flows into the student logits only.
 
     Args:
@@ -158,8 +158,9 @@ def reverse_kl(
     """L_t = Σ_v p_S(v)·[log p_S(v) − log p_T(v)] = KL(p_S ‖ p_T), each term capped at ``clip`` if given.
 
     Direction: reverse, KL(student ‖ teacher) — mode-seeking; the exact per-position quantity that the
-    sampled-token estimators of ``sampled.py`` estimate (the Rao-Blackwellised estimator of π-Distill,
-    arXiv 2602.04942 App. E.1; SDPO's rich-feedback runs, arXiv 2601.20802).
+    sampled-token estimators of ``sampled.py`` estimate on student samples (OPD, OPSD's reward mode; SDPO's
+    rich-feedback runs, arXiv 2601.20802). π-Distill's Rao-Blackwellised KL (arXiv 2602.04942 App. E.1) is the
+    other direction, KL(π_T ‖ π_S) on teacher samples: :func:`forward_kl`.
     Gradient flows into the student logits only.
 
     Args:

@@ -1,7 +1,9 @@
 """Policy-gradient surrogates over per-token advantages, and the sequence-level KL-in-reward shaping.
 
 - :func:`ppo_clip`            PPO clipped surrogate with ratio π_θ/π_old (GRPO, OPSD-as-penalty, Skill-SD)
-- :func:`is_clipped_student`  π-Distill's student term: the same with ratio π_S/sg(π_T) on teacher samples
+- :func:`is_clipped_student`  π-Distill's student term: the same with ratio π_S/sg(π_T) on teacher samples,
+                              dual-clipped (the ratio is not near 1 by construction)
+- :func:`teacher_sample_pull` π-Distill's β pull of the student onto teacher samples (Eq. 3's −β·KL(sg π_T‖π_S))
 - :func:`grpo_advantages`     group-centred (optionally std-scaled) advantages from sequence rewards
 - :func:`sequence_kl`, :func:`kl_in_reward`   R − β·KL̂ with the KL summed over a turn or a whole episode
 
@@ -60,8 +62,13 @@ def ppo_clip(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    clip_ratio_c: float | None = None,
 ) -> torch.Tensor:
     """L_t = −min(r_t·A_t, clip(r_t, 1−ε_low, 1+ε_high)·A_t),  r_t = exp(log π_θ(y_t) − sg(log π_old(y_t))).
+
+    With ``clip_ratio_c = c`` (dual clip, Ye et al. 2020; verl's ``clip_ratio_c``), a token with A_t < 0 costs
+    at most −c·A_t: L_t = min(L_t, −c·A_t), and its gradient is 0 beyond r_t > c. Without it, a negative
+    advantage times a huge ratio is unbounded.
 
     The PPO clipped surrogate (GRPO's token loss; asymmetric ε as in DAPO/Skill-SD). No KL direction of its
     own: with OPD advantages (:func:`agentdistill.losses.sampled.reverse_kl_advantage`) it descends the
@@ -76,6 +83,7 @@ def ppo_clip(
         mask_BT: [B, T] bool, True = a response token the student produced.
         clip_low: ε_low, the ratio is clipped below at 1 − ε_low.
         clip_high: ε_high, the ratio is clipped above at 1 + ε_high.
+        clip_ratio_c: c > 1 of the dual clip on negative advantages; None: no dual clip.
 
     Returns:
         [B, T] surrogate loss, 0 where masked; equals −A_t when r_t = 1.
@@ -83,7 +91,12 @@ def ppo_clip(
     ratio_BT, clipped_BT, adv_BT = _ratio_terms(
         logprobs_BT, old_logprobs_BT, advantages_BT, mask_BT, clip_low, clip_high
     )
-    return -torch.minimum(ratio_BT * adv_BT, clipped_BT * adv_BT)
+    loss_BT = -torch.minimum(ratio_BT * adv_BT, clipped_BT * adv_BT)
+    if clip_ratio_c is None:
+        return loss_BT
+    if clip_ratio_c <= 1.0:
+        raise ValueError(f"clip_ratio_c must be > 1 (verl uses 3), got {clip_ratio_c}")
+    return torch.where(adv_BT < 0, torch.minimum(loss_BT, -clip_ratio_c * adv_BT), loss_BT)
 
 
 def ppo_clipped(
@@ -116,15 +129,19 @@ def is_clipped_student(
     *,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
+    clip_ratio_c: float | None = 3.0,
 ) -> torch.Tensor:
-    """L_t = −min(ρ_t·A_t, clip(ρ_t, 1−ε_low, 1+ε_high)·A_t),  ρ_t = π_S(y_t|s) / sg(π_T(y_t|s, I)).
+    """L_t = −min(ρ_t·A_t, clip(ρ_t, 1−ε_low, 1+ε_high)·A_t),  ρ_t = π_S(y_t|s) / sg(π_T(y_t|s, I)),
+    dual-clipped: for A_t < 0, L_t ≤ −c·A_t (``clip_ratio_c``, default 3 as verl's).
 
     π-Distill's student term J_S (arXiv 2602.04942, Eq. 3 / Alg. 1): the rollouts come from the teacher view
     (with privileged information I), and the student view is importance-weighted onto them. Clip range
     [0.8, 1.2] in the paper. The denominator is the teacher's log-prob of the same ids — the current one
     under stop-gradient as in the code dump, or the sampler's (π^T_old) as in Alg. 1: the caller chooses by
     what it passes. When student and teacher are far apart most ratios leave the clip range and stop
-    contributing; log :func:`ppo_clipped` with the same arguments.
+    contributing; log :func:`ppo_clipped` with the same arguments. Unlike PPO's ratio, ρ is not near 1 by
+    construction (two different contexts), so a negative advantage on a token the student over-weights would
+    be unbounded: the dual clip caps it.
 
     Args:
         student_logprobs_BT: [B, T] student-view log-probs of the teacher-sampled ids (carry the gradient).
@@ -132,6 +149,7 @@ def is_clipped_student(
         advantages_BT: [B, T] advantages (stop-gradient), e.g. group-centred R − β·KL̂ per sequence.
         mask_BT: [B, T] bool, True = a response token the teacher view produced and the student is trained on.
         clip_low, clip_high: ε_low, ε_high.
+        clip_ratio_c: the dual clip's c (> 1); None turns it off.
 
     Returns:
         [B, T] surrogate loss, 0 where masked.
@@ -143,7 +161,27 @@ def is_clipped_student(
         mask_BT,
         clip_low=clip_low,
         clip_high=clip_high,
+        clip_ratio_c=clip_ratio_c,
     )
+
+
+def teacher_sample_pull(student_logprobs_BT: torch.Tensor, mask_BT: torch.Tensor) -> torch.Tensor:
+    """L_t = −log π_S(y_t | s) on ids y_t sampled from the teacher view π_T(·|s, I).
+
+    The sampled-token estimator of KL(sg π_T ‖ π_S) up to a constant: E_{y∼π_T}[−∇log π_S(y)] =
+    ∇KL(π_T ‖ π_S) with the teacher held fixed. Weighted by β, it is π-Distill Eq. 3's −β·KL(sg π_T ‖ π_S) in
+    the student objective: it *attracts* the student to what the teacher view samples (an SFT-like pull),
+    whereas putting −β·KL̂ into the student term's advantage (Alg. 1) ascends KL(π_S ‖ π_T) in expectation.
+
+    Args:
+        student_logprobs_BT: [B, T] student-view log-probs of teacher-sampled ids (carry the gradient).
+        mask_BT: [B, T] bool, True = a response token the teacher view produced.
+
+    Returns:
+        [B, T] loss, 0 where masked.
+    """
+    check_mask(mask_BT, (student_logprobs_BT.shape, "student_logprobs_BT"))
+    return zero_masked(-as_float(student_logprobs_BT), mask_BT)
 
 
 def grpo_advantages(
@@ -223,9 +261,11 @@ def sequence_kl(
     The sampled-token (k1) estimate of a sequence's KL, summed over its response tokens, and over all turns
     of its episode when ``episode_ids_B`` is given (π-Distill's code subtracts the episode total from every
     turn). Direction: KL(sampler ‖ other) — reverse KL(π_S ‖ π_T) for OPSD (student samples), KL(π_T ‖ π_S)
-    for π-Distill (teacher samples) — chosen by ``sampled_by`` so the sign cannot be mixed up. For the
-    Rao-Blackwellised full-vocabulary variant (π-Distill App. E.1), sum
-    :func:`~agentdistill.losses.divergences.reverse_kl` over tokens and use :func:`per_episode_sum`.
+    for π-Distill (teacher samples) — chosen by ``sampled_by`` so the sign cannot be mixed up. For a
+    Rao-Blackwellised full-vocabulary variant, sum the divergence in the sampler's direction over tokens and
+    use :func:`per_episode_sum`: π-Distill's KL(π_T ‖ π_S) (App. E.1) is
+    :func:`~agentdistill.losses.divergences.forward_kl` (student logits, teacher logits) — the teacher is the
+    first argument of that KL; OPSD's KL(π_S ‖ π_T) is :func:`~agentdistill.losses.divergences.reverse_kl`.
     No gradient: it is a reward term.
 
     Args:
@@ -253,8 +293,9 @@ def sequence_kl(
 def kl_in_reward(rewards_B: torch.Tensor, kl_per_seq_B: torch.Tensor, *, beta: float) -> torch.Tensor:
     """R'_b = R_b − β·sg(KL̂_b).
 
-    Sequence-level KL shaping of π-Distill (J_T, J_S) and its OPSD-as-penalty variant (Alg. 1/2): subtract the
-    KL before computing group advantages (:func:`grpo_advantages`). β is tuned for this sequence-summed
+    Sequence-level KL shaping of π-Distill's teacher term J_T (and of its student term in the paper's Alg. 1
+    form, which repels the student: see :func:`teacher_sample_pull`) and of OPSD's reward mode (Alg. 2):
+    subtract the KL before computing group advantages (:func:`grpo_advantages`). β is tuned for this sequence-summed
     scale (π-Distill 0.25–0.5); do not reuse it for token-mean losses (methods.md pitfall 7).
 
     Args:

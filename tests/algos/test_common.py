@@ -9,19 +9,10 @@ import random
 import pytest
 import torch
 
-from agentdistill.algos.common import (
-    append_metrics,
-    backward_microbatches,
-    batch_indices,
-    latest_checkpoint,
-    load_checkpoint,
-    make_optimizer,
-    microbatches_by_tokens,
-    read_metrics,
-    save_checkpoint,
-    seed_everything,
-    truncate_metrics,
-)
+from agentdistill.algos.batch import backward_microbatches, microbatches_by_tokens
+from agentdistill.algos.common import batch_indices, make_optimizer, seed_everything
+from agentdistill.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from agentdistill.runs import append_metrics, read_metrics, truncate_metrics
 from agentdistill.algos.sft import nll_loss
 from agentdistill.report import plot_metrics
 from agentdistill.models import load_model
@@ -181,7 +172,7 @@ def test_lr_schedules_warm_up_then_follow_their_shape():
 
 
 def test_load_weights_names_the_fix_when_there_is_no_checkpoint(tmp_path):
-    from agentdistill.algos.common import load_weights
+    from agentdistill.checkpoints import load_weights
 
     model, _ = load_model("tiny-random", device="cpu", dtype="float32")
     with pytest.raises(FileNotFoundError, match="pass a training run directory"):

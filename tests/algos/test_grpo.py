@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from agentdistill.algos import grpo
-from agentdistill.algos.common import read_metrics
-from agentdistill.algos.grpo import GRPOConfig, episode_advantages, episode_reward, select_groups, train
+from agentdistill.algos.grpo import GRPOConfig, train
+from agentdistill.algos.rewards import episode_reward, episode_rewards, group_advantages, zero_signal_groups
 from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
+from agentdistill.runs import read_metrics
 from agentdistill.types import Episode
 
 SOKOBAN = "agentdistill/Sokoban-v0"
@@ -23,14 +24,14 @@ PINNED_FIRST_GRAD_NORM = 1.5163310766220093
 TOLERANCE = 1e-4
 
 
-def _reward_from_ids(episode: Episode, truncation_reward: float | None) -> float:
+def _rewards_from_ids(episodes, truncation_reward: float | None) -> torch.Tensor:
     """A deterministic reward that differs between samples of one task (sum of the first reply's ids mod 3)."""
-    return float(sum(episode.turns[0].response_ids) % 3)
+    return torch.tensor([float(sum(ep.turns[0].response_ids) % 3) for ep in episodes], dtype=torch.float64)
 
 
 @pytest.fixture()
 def varied_reward(monkeypatch):
-    monkeypatch.setattr(grpo, "episode_reward", _reward_from_ids)
+    monkeypatch.setattr(grpo, "episode_rewards", _rewards_from_ids)
 
 
 def _cfg(tmp_path, name: str, **overrides) -> GRPOConfig:
@@ -93,17 +94,21 @@ def _episode(eid: str, gid: str, reward: float, *, won=False, truncated=False, t
                    policy="p", error=None, metadata={})
 
 
-def test_equal_reward_group_has_zero_advantage_and_is_dropped():
+def test_equal_reward_group_has_zero_advantage_and_is_detected():
     eps = [_episode("a0", "a", 1.0), _episode("a1", "a", 1.0), _episode("b0", "b", 1.0), _episode("b1", "b", 0.0)]
-    rewards = [episode_reward(ep, None) for ep in eps]
-    adv = episode_advantages(eps, rewards)
-    assert adv == {"a0": 0.0, "a1": 0.0, "b0": 0.5, "b1": -0.5}
-    kept, zero = select_groups(eps, adv, drop_zero=True)
-    assert [ep.episode_id for ep in kept] == ["b0", "b1"] and zero == 0.5
-    kept, zero = select_groups(eps, adv, drop_zero=False)
-    assert len(kept) == 4 and zero == 0.5
-    std = episode_advantages(eps, rewards, scale_by_std=True)
-    assert std["a0"] == 0.0 and std["b0"] == pytest.approx(0.5 / (0.5**0.5), rel=1e-4)
+    rewards = episode_rewards(eps, None)
+    assert group_advantages(eps, rewards, scale_by_std=False).tolist() == [0.0, 0.0, 0.5, -0.5]
+    assert zero_signal_groups(eps, rewards) == {"a"}
+    std = group_advantages(eps, rewards, scale_by_std=True)
+    assert std[0] == 0.0 and std[2] == pytest.approx(0.5 / (0.5**0.5), rel=1e-4)
+
+
+def test_near_equal_float_rewards_count_as_zero_advantage():
+    # 0.1 + 0.2 and 0.3 differ in the last bit: centring them gives ±1e-17, not 0; still no signal.
+    eps = [_episode("a0", "a", 0.1 + 0.2), _episode("a1", "a", 0.3), _episode("a2", "a", 0.3)]
+    rewards = episode_rewards(eps, None)
+    assert group_advantages(eps, rewards, scale_by_std=False).abs().max() > 0
+    assert zero_signal_groups(eps, rewards) == {"a"}
 
 
 def test_truncation_reward_applies_only_to_episodes_cut_without_a_win():

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agentdistill.algos.common import read_metrics
+from agentdistill.runs import read_metrics
 from agentdistill.algos.sft import EXPERT_EPISODES_FILE, SFTConfig, train
 from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.envs import default_interface

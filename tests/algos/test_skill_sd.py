@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from agentdistill.algos import skill_sd
-from agentdistill.algos.common import read_metrics
+from agentdistill.runs import read_metrics
 from agentdistill.algos.grpo import grpo_loss
 from agentdistill.algos.skill_sd import SkillSDConfig, skill_sd_loss, train, usefulness
 from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
@@ -58,7 +58,7 @@ def test_cold_start_then_skills_are_created_selected_and_used(tmp_path, varied_r
 
 def _planted_bank(path) -> str:
     bank = SkillBank()
-    bank.add(SkillDraft(f"push with {CANARY}", "none", ("left",)), family=SOKOBAN, source_episodes=[], step=0,
+    bank.add(SkillDraft(f"push with {CANARY}", "none", ("left",)), family=SOKOBAN, task="Push every box onto a target.", source_episodes=[], step=0,
              summariser="test")
     path.write_text(json.dumps(bank.to_dict()))
     return str(path)

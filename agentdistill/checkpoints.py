@@ -1,0 +1,153 @@
+"""Checkpoints of a training run: weights, optimiser, RNG states and the loop's JSON state, written atomically.
+
+::
+
+    out_dir/checkpoints/
+      step_000004/           model.pt, optimizer.pt, rng.pt, extra.json (+ <name>.pt of extra modules)
+      latest                 the name of the newest complete checkpoint folder
+
+A checkpoint is written into a hidden temporary folder and renamed into place once complete; the ``latest``
+pointer is replaced after that. A crash at any point leaves the previous checkpoint as ``latest``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"
+_TMP_PREFIX = ".tmp-"
+_RESERVED = ("model", "optimizer", "rng")
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync_save(obj: Any, path: Path) -> None:
+    with path.open("wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(
+    run_dir: str | os.PathLike,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    extra: dict[str, Any],
+    modules: dict[str, torch.nn.Module] | None = None,
+) -> Path:
+    """Write ``checkpoints/step_{step:06d}/`` atomically and point ``latest`` at it; returns the folder.
+
+    ``extra`` is the loop's JSON state (the data cursor, ...); ``modules`` are more weights to keep, each
+    saved as ``<name>.pt`` (e.g. an EMA teacher's; read one back with ``load_module_state``).
+    """
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:06d}"
+    tmp = root / f"{_TMP_PREFIX}{name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    _fsync_save(model.state_dict(), tmp / "model.pt")
+    _fsync_save(optimizer.state_dict(), tmp / "optimizer.pt")
+    _fsync_save(_rng_state(), tmp / "rng.pt")
+    for key, module in (modules or {}).items():
+        if key in _RESERVED:
+            raise ValueError(f"checkpoint module name {key!r} is reserved")
+        _fsync_save(module.state_dict(), tmp / f"{key}.pt")
+    (tmp / "extra.json").write_text(json.dumps({"step": step, **extra}, indent=2) + "\n")
+    final = root / name
+    if final.exists():  # a checkpoint of the same step from a run that was later truncated
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    pointer = root / (LATEST_FILE + ".tmp")
+    pointer.write_text(name + "\n")
+    os.replace(pointer, root / LATEST_FILE)
+    return final
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None. Temporary folders are never returned."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    pointer = root / LATEST_FILE
+    if pointer.exists():
+        target = root / pointer.read_text().strip()
+        if (target / "extra.json").exists():
+            return target
+    done = sorted(p for p in root.glob("step_*") if (p / "extra.json").exists())
+    return done[-1] if done else None
+
+
+def load_checkpoint(
+    path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, dict[str, Any]]:
+    """Restore model, optimiser and RNG states; returns ``(step, extra)``.
+
+    ``path`` is a run directory (its ``latest_checkpoint`` is loaded) or one checkpoint folder.
+    """
+    checkpoint = Path(path) if (Path(path) / "extra.json").exists() else latest_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no complete checkpoint under {path}: start the run fresh, not resumed")
+    device = next(model.parameters()).device
+    model.load_state_dict(torch.load(checkpoint / "model.pt", map_location=device, weights_only=True))
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=device, weights_only=True))
+    # Our own file: numpy's RNG state is a tuple holding an ndarray, which weights_only refuses.
+    _set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=False))
+    extra = json.loads((checkpoint / "extra.json").read_text())
+    return int(extra.pop("step")), extra
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    """True for a PEFT-wrapped model (one with LoRA adapters that can be switched off)."""
+    return callable(getattr(model, "disable_adapter", None))
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Load the model weights of a checkpoint (a run directory's latest, or one checkpoint folder)."""
+    path = Path(path)
+    checkpoint = path if (path / "model.pt").exists() else latest_checkpoint(path)
+    if checkpoint is None:
+        raise FileNotFoundError(f"no checkpoint with model.pt under {path}: pass a training run directory or "
+                                "a checkpoints/step_* folder")
+    device = next(model.parameters()).device
+    state = torch.load(checkpoint / "model.pt", map_location=device, weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        lora_saved = any(".lora_A." in k for k in state)
+        raise ValueError(
+            f"{checkpoint} does not fit this model ({'a LoRA' if lora_saved else 'a full'} checkpoint into "
+            f"{'a LoRA' if is_peft(model) else 'a full'} model?): use the same model.name and lora.rank "
+            f"as the run that wrote it. {str(e).splitlines()[0]}") from None
+    return checkpoint
+
+
+def load_module_state(checkpoint: Path | None, name: str, module: torch.nn.Module) -> bool:
+    """Load ``<name>.pt`` of ``checkpoint`` into ``module``; False (nothing loaded) when there is none."""
+    if checkpoint is None or not (checkpoint / f"{name}.pt").exists():
+        return False
+    device = next(module.parameters()).device
+    module.load_state_dict(torch.load(checkpoint / f"{name}.pt", map_location=device, weights_only=True))
+    return True
