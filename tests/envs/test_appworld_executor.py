@@ -4,6 +4,7 @@ still answer afterwards, and a bystander sandbox must be unaffected)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import statistics
@@ -16,6 +17,8 @@ from agentdistill_appworld.executor import APICallError, ExecutorLimits, Sandbox
 from agentdistill_appworld.executor import SandboxError
 
 FAST = ExecutorLimits(timeout_s=2.0, memory_mb=256, max_api_calls_per_execute=50)
+# The OS-level layers are tested on their own: without the import guard, which refuses ESCAPE outright.
+UNGUARDED = dataclasses.replace(FAST, import_guard=False)
 NOW = "2023-05-18T12:34:56"
 ALL_LAYERS = ("import-guard", "rlimits", "netns", "seccomp")
 SECRET = "s3cr3t-7f3a9c"  # planted in files, the environment and the host handler; must never leak
@@ -25,7 +28,9 @@ KILLED = ("Execution failed. The Python session ran out of memory or was killed 
 EXIT = ("Execution failed. exit(), quit() and SystemExit are not allowed here; "
         "the Python session keeps running and its variables are kept.")
 
-# Agent code that leaves the import guard behind through the object graph and reaches the real os module.
+# Agent code that leaves Python behind through the object graph and reaches the real os module. The import
+# guard refuses it (test_appworld_containment.py); these tests run it with the guard switched off to show
+# that the OS-level layers hold on their own.
 ESCAPE = (
     "subs = ().__class__.__base__.__subclasses__()\n"
     "wrap_close = [c for c in subs if c.__name__ == '_wrap_close'][0]\n"
@@ -121,6 +126,14 @@ def sandbox(backend):
         yield box
 
 
+@pytest.fixture()
+def escaped(backend):
+    """A sandbox without the import guard: ESCAPE gets past Python, so each OS-level layer must hold."""
+    with Sandbox(backend, limits=UNGUARDED, now=NOW) as box:
+        assert box.protections == ("rlimits", "netns", "seccomp")
+        yield box
+
+
 @pytest.fixture(scope="module")
 def bystander():
     """A second sandbox shared by the security tests: its canary variable must survive every attack."""
@@ -139,6 +152,7 @@ def assert_contained(box: Sandbox, bystander: Sandbox, bystander_pid: int | None
 
 
 def escape(box: Sandbox, code: str) -> str:
+    assert "import-guard" not in box.protections  # with the guard, ESCAPE is refused before it runs
     observation = box.execute(ESCAPE + code)
     assert SECRET not in observation
     return observation
@@ -352,8 +366,8 @@ def test_open_is_refused(sandbox, bystander, tmp_path):
     assert_contained(sandbox, bystander)
 
 
-def test_escaped_file_reads_are_blocked(sandbox, bystander, tmp_path):
-    assert "seccomp" in sandbox.protections
+def test_escaped_file_reads_are_blocked(escaped, bystander, tmp_path):
+    assert "seccomp" in escaped.protections
     secret = tmp_path / "secret.txt"
     secret.write_text(SECRET)
     for path in ("/etc/passwd", str(secret), f"/proc/{os.getpid()}/environ"):
@@ -363,14 +377,14 @@ def test_escaped_file_reads_are_blocked(sandbox, bystander, tmp_path):
             f"print(sys_.modules['io'].open({path!r}).read())",
         )
         for attempt in attempts:
-            observation = escape(sandbox, attempt)
+            observation = escape(escaped, attempt)
             assert observation.startswith("Execution failed. Traceback:"), observation
             assert DENIED in observation, observation
-    assert DENIED in escape(sandbox, f"print(os_['listdir']({str(tmp_path)!r}))")
-    assert_contained(sandbox, bystander)
+    assert DENIED in escape(escaped, f"print(os_['listdir']({str(tmp_path)!r}))")
+    assert_contained(escaped, bystander)
 
 
-def test_escaped_file_writes_are_blocked(sandbox, bystander, tmp_path):
+def test_escaped_file_writes_are_blocked(escaped, bystander, tmp_path):
     planted = tmp_path / "planted.txt"
     planted.write_text("original")
     target = tmp_path / "written.txt"
@@ -385,11 +399,11 @@ def test_escaped_file_writes_are_blocked(sandbox, bystander, tmp_path):
         f"os_['chmod']({str(planted)!r}, 0o777)",
     )
     for attempt in attempts:
-        observation = escape(sandbox, attempt)
+        observation = escape(escaped, attempt)
         assert DENIED in observation, observation
     assert sorted(p.name for p in tmp_path.iterdir()) == ["planted.txt"]
     assert planted.read_text() == "original"
-    assert_contained(sandbox, bystander)
+    assert_contained(escaped, bystander)
 
 
 @pytest.fixture()
@@ -407,24 +421,25 @@ def assert_no_connection(server: socket.socket) -> None:
         server.accept()
 
 
-def test_network_is_blocked(sandbox, bystander, listener):
+def test_network_is_blocked(sandbox, escaped, bystander, listener):
     port = listener.getsockname()[1]
     refused = "ImportError: Usage of 'socket' is not allowed in this environment."
     assert sandbox.execute("import socket").endswith(refused)
     # The socket module was never loaded, and loading it needs a file.
-    assert DENIED in escape(sandbox, f"s = real_import('socket').socket()\ns.connect(('127.0.0.1', {port}))")
+    assert DENIED in escape(escaped, f"s = real_import('socket').socket()\ns.connect(('127.0.0.1', {port}))")
     # Straight to the system call through ctypes: refused by seccomp.
-    observation = escape(sandbox, "print(libc.socket(2, 1, 0), ctypes_.get_errno())")
+    observation = escape(escaped, "print(libc.socket(2, 1, 0), ctypes_.get_errno())")
     assert observation == "-1 1\n"  # EPERM
     assert_no_connection(listener)
     assert_contained(sandbox, bystander)
+    assert_contained(escaped, bystander)
 
 
 def test_network_namespace_alone_stops_the_network(backend, bystander, listener):
     port = listener.getsockname()[1]
-    limits = ExecutorLimits(timeout_s=2, memory_mb=256, seccomp=False)
+    limits = ExecutorLimits(timeout_s=2, memory_mb=256, seccomp=False, import_guard=False)
     with Sandbox(backend, limits=limits) as box:
-        assert box.protections == ("import-guard", "rlimits", "netns")
+        assert box.protections == ("rlimits", "netns")
         observation = escape(box, f"s = real_import('socket').socket()\ns.connect(('127.0.0.1', {port}))")
         assert "Network is unreachable" in observation
         assert_no_connection(listener)
@@ -432,17 +447,17 @@ def test_network_namespace_alone_stops_the_network(backend, bystander, listener)
 
 
 def test_seccomp_alone_stops_sockets(backend, bystander, listener):
-    limits = ExecutorLimits(timeout_s=2, memory_mb=256, network_namespace=False)
+    limits = ExecutorLimits(timeout_s=2, memory_mb=256, network_namespace=False, import_guard=False)
     with Sandbox(backend, limits=limits) as box:
-        assert box.protections == ("import-guard", "rlimits", "seccomp")
+        assert box.protections == ("rlimits", "seccomp")
         assert escape(box, "print(libc.socket(2, 1, 0), ctypes_.get_errno())") == "-1 1\n"
         assert_no_connection(listener)
         assert_contained(box, bystander)
 
 
-def test_spawning_processes_is_blocked(sandbox, bystander, tmp_path):
+def test_spawning_processes_is_blocked(escaped, bystander, tmp_path):
     marker = str(tmp_path / "spawned")
-    assert escape(sandbox, f"print(os_['system']('touch {marker}') != 0)") == "True\n"
+    assert escape(escaped, f"print(os_['system']('touch {marker}') != 0)") == "True\n"
     attempts = (
         "os_['fork']()",
         "os_['execv']('/bin/sh', ['sh', '-c', 'true'])",
@@ -451,9 +466,9 @@ def test_spawning_processes_is_blocked(sandbox, bystander, tmp_path):
         f"os_['popen']('touch {marker}').read()",
     )
     for attempt in attempts:
-        assert DENIED in escape(sandbox, attempt), attempt
+        assert DENIED in escape(escaped, attempt), attempt
     assert not os.path.exists(marker)
-    assert_contained(sandbox, bystander)
+    assert_contained(escaped, bystander)
 
 
 @pytest.mark.parametrize("module", [
@@ -471,7 +486,9 @@ def test_blocked_imports(sandbox, module):
 
 def test_blocked_imports_leave_sandboxes_working(sandbox, bystander):
     observation = sandbox.execute("import random\nrandom._os")
-    assert observation.endswith("Usage of 'os' is not allowed in this environment.")
+    assert observation.endswith("Usage of 'random._os' is not allowed in this environment.")
+    observation = sandbox.execute("import typing\ntyping.sys")  # a public name, but a blocked module
+    assert observation.endswith("ImportError: Usage of 'sys' is not allowed in this environment.")
     assert_contained(sandbox, bystander)
 
 
@@ -550,15 +567,17 @@ def test_api_call_cap(sandbox, bystander, backend):
 def test_host_objects_and_database_path_are_unreachable(backend, bystander, monkeypatch):
     monkeypatch.setenv("APPWORLD_DB_PATH", backend.db_path)  # a host secret the child must not inherit
     with Sandbox(backend, limits=FAST) as box:
-        assert box.execute("print(*sorted(globals()))") == (
-            "__builtins__ __doc__ __loader__ __name__ __package__ __spec__ apis\n"
+        assert box.execute("print(*sorted(globals()))") == (  # a snapshot, without the guard's builtins
+            "__doc__ __loader__ __name__ __package__ __spec__ apis\n"
         )
         assert box.execute("print([a for a in dir(apis) if not a.startswith('__')])") == "[]\n"
         assert box.execute("print(repr(apis), repr(apis.kv.get))") == (
             "<apis: call apis.<app>.<api>(**kwargs)> <API apis.kv.get>\n"
         )
         assert "TypeError" in box.execute("vars(apis)")
-        # Past the guard: walk every object the child holds (gc roots and everything they reference),
+        assert_contained(box, bystander)
+    with Sandbox(backend, limits=UNGUARDED) as box:
+        # Past Python: walk every object the child holds (gc roots and everything they reference),
         # looking for the secret. Needles are passed reversed: the child keeps the agent's source text.
         assert escape(box, HUNT + "planted = {'k': ''.join(chr(ord(c) + 1) for c in 'p8y7')}\n"
                                   "print(holds('8z9q'))") == "True\n"  # positive control: finds 'q9z8'
@@ -569,22 +588,26 @@ def test_host_objects_and_database_path_are_unreachable(backend, bystander, monk
         assert_contained(box, bystander)
 
 
-def test_exit_quit_and_system_exit_do_not_kill_anything(sandbox, bystander):
+def test_exit_quit_and_system_exit_do_not_kill_anything(sandbox, escaped, bystander):
     sandbox.execute("kept = 'yes'")
     pid = sandbox.pid
     for code in ("exit()", "quit()", "raise SystemExit(3)", "print('bye')\nexit(0)"):
         observation = sandbox.execute(code)
         assert observation.endswith(EXIT), observation
     assert sandbox.execute("print('x')\nexit()") == "x\n" + EXIT
-    assert DENIED not in escape(sandbox, "sys_.exit(1)")  # the real sys.exit is a SystemExit too
     assert sandbox.pid == pid and sandbox.execute("print(kept)") == "yes\n"
-    assert escape(sandbox, "os_['_exit'](0)") == KILLED  # a hard exit: the child is restarted
-    assert sandbox.pid != pid
+    escaped.execute("kept = 'yes'")
+    pid = escaped.pid
+    assert DENIED not in escape(escaped, "sys_.exit(1)")  # the real sys.exit is a SystemExit too
+    assert escaped.pid == pid and escaped.execute("print(kept)") == "yes\n"
+    assert escape(escaped, "os_['_exit'](0)") == KILLED  # a hard exit: the child is restarted
+    assert escaped.pid != pid
     assert_contained(sandbox, bystander)
+    assert_contained(escaped, bystander)
 
 
-def test_signals_to_other_processes_are_blocked(sandbox, bystander):
-    assert "seccomp" in sandbox.protections  # never attempt these kills without the filter
+def test_signals_to_other_processes_are_blocked(escaped, bystander):
+    assert "seccomp" in escaped.protections  # never attempt these kills without the filter
     bystander_pid = bystander.pid
     attempts = (
         "os_['kill'](os_['getppid'](), 9)",
@@ -594,31 +617,31 @@ def test_signals_to_other_processes_are_blocked(sandbox, bystander):
         f"os_['killpg'](os_['getpgid']({bystander_pid}), 9)",
     )
     for attempt in attempts:
-        assert DENIED in escape(sandbox, attempt), attempt
-    assert_contained(sandbox, bystander, bystander_pid)
+        assert DENIED in escape(escaped, attempt), attempt
+    assert_contained(escaped, bystander, bystander_pid)
 
 
-def test_privileged_calls_are_blocked(sandbox, bystander):
-    observation = escape(sandbox, "r = sys_.modules['resource']\nprint(r.getrlimit(r.RLIMIT_AS))\n"
+def test_privileged_calls_are_blocked(escaped, bystander):
+    observation = escape(escaped, "r = sys_.modules['resource']\nprint(r.getrlimit(r.RLIMIT_AS))\n"
                                   "r.setrlimit(r.RLIMIT_AS, (r.RLIM_INFINITY, r.RLIM_INFINITY))")
     assert observation.startswith(f"({256 * 1024 * 1024}, {256 * 1024 * 1024})\nExecution failed.")
-    assert escape(sandbox, "print(libc.ptrace(16, os_['getppid'](), 0, 0), ctypes_.get_errno())") == "-1 1\n"
+    assert escape(escaped, "print(libc.ptrace(16, os_['getppid'](), 0, 0), ctypes_.get_errno())") == "-1 1\n"
     set_seccomp = "print(libc.prctl(22, 0, 0, 0, 0), ctypes_.get_errno())"  # PR_SET_SECCOMP
-    assert escape(sandbox, set_seccomp) == "-1 1\n"
-    assert escape(sandbox, "print(libc.unshare(0x40000000), ctypes_.get_errno())") == "-1 1\n"  # CLONE_NEWNS
-    assert escape(sandbox, "print(libc.setuid(0), ctypes_.get_errno())") == "-1 1\n"
-    assert_contained(sandbox, bystander)
+    assert escape(escaped, set_seccomp) == "-1 1\n"
+    assert escape(escaped, "print(libc.unshare(0x40000000), ctypes_.get_errno())") == "-1 1\n"  # CLONE_NEWNS
+    assert escape(escaped, "print(libc.setuid(0), ctypes_.get_errno())") == "-1 1\n"
+    assert_contained(escaped, bystander)
 
 
-def test_forged_protocol_frames_restart_the_child(sandbox, bystander, caplog):
-    sandbox.execute("kept = 1")
+def test_forged_protocol_frames_restart_the_child(escaped, bystander, caplog):
+    escaped.execute("kept = 1")
     forge = (
         "call = [c.cell_contents for c in type(apis.x.y).__call__.__closure__][0]\n"
         "channel = call.__self__._channel\n"
         "os_['write'](channel._write_fd, b'\\xff\\xff\\xff\\xff')"
     )
-    observation = escape(sandbox, forge)
+    observation = escape(escaped, forge)
     assert observation == ("Execution failed. The Python session broke the sandbox protocol and was "
                            "restarted; its variables are lost.")
-    assert sandbox.execute("print(kept)").endswith("NameError: name 'kept' is not defined")
-    assert_contained(sandbox, bystander)
+    assert escaped.execute("print(kept)").endswith("NameError: name 'kept' is not defined")
+    assert_contained(escaped, bystander)

@@ -9,14 +9,18 @@ namespace; variables, functions and imports survive between :meth:`Sandbox.execu
 Protection layers (``Sandbox.protections`` says which are active for the current child):
 
 ``import-guard``
-    The agent's builtins are replaced: ``import`` only admits an allow-list of pure-computation modules
-    (handed out as read-only views that hide dunders and blocked sub-modules); ``open``, ``exec``, ``eval``,
-    ``compile``, direct ``__import__(...)`` calls, ``breakpoint``, ``input``, ``vars(module)``,
-    ``getattr``/``setattr``/``delattr`` with dunder names and ``time.sleep`` raise a clear error.
-    *Protects against*: honest mistakes, and gives the agent a readable refusal.
-    *Does not protect against*: a determined escape through the object graph
-    (``().__class__.__base__.__subclasses__()`` reaches ``os`` and ``ctypes``). It is a usability layer,
-    not a boundary; the layers below are the boundary.
+    ``guard.py`` (read its docstring for every rule and why). The agent's source is checked before it runs:
+    no dunder attributes beyond protocol methods, no private (``_x``) or frame/code attributes
+    (``gi_frame``, ``f_back``...), no ``__builtins__``/``__import__``. ``import`` admits an allow-list of
+    pure-computation modules, handed out as read-only views; ``open``, ``exec``, ``eval``, ``compile``,
+    ``breakpoint``, ``input`` and ``time.sleep`` raise a clear error; ``getattr``/``setattr``/``vars``/
+    ``globals``, ``str.format``, ``operator.attrgetter`` and the library code that evaluates strings or
+    picks a module by name (``typing``, ``dataclasses``, ``enum``, ``contextlib``, ``functools``) apply the
+    same rules. An audit hook is the backstop: frames, files, processes, sockets, ctypes and changes to
+    library classes are refused even if a route were missed.
+    *Protects against*: escapes through the object graph, frames or library code (it holds with every other
+    layer off: ``test_appworld_containment.py``); gives the agent a readable refusal naming what is not
+    allowed. *Does not protect against*: bugs in CPython or in the allowed modules' C code, CPU or memory use.
 ``rlimits``
     The child lowers its own hard limits: RLIMIT_AS (memory), RLIMIT_CPU (CPU seconds over its life),
     RLIMIT_NOFILE (few descriptors), RLIMIT_FSIZE 0 (no file may grow), RLIMIT_CORE 0, RLIMIT_NPROC 0.
@@ -44,8 +48,9 @@ Protection layers (``Sandbox.protections`` says which are active for the current
     ``readlink``, ``access``) on paths, which are allowed, nor CPU/memory use (rlimits and the host's
     timeout do that), nor kernel bugs reachable through the allowed calls.
 
-If ``unshare`` or libseccomp is unavailable (or switched off in :class:`ExecutorLimits`), the sandbox still
-works with the remaining layers, logs a warning once, and leaves the layer out of ``protections``.
+If ``unshare`` or libseccomp is unavailable (or a layer is switched off in :class:`ExecutorLimits`), the
+sandbox still works with the remaining layers, logs a warning once, and leaves the layer out of
+``protections``.
 
 The host enforces the per-execute wall-clock timeout (time spent inside the host handler is not charged)
 by killing and restarting the child, and enforces the API-call cap itself, so a child that forges
@@ -56,7 +61,8 @@ exception that is not an API error, a non-JSON result, or a child that cannot st
 Child start-up: a fork-less ``subprocess.Popen`` (posix_spawn/vfork, no ``preexec_fn``) of
 ``[unshare ...] python -I -S -B <this file>`` with a minimal environment (``TZ=UTC0``) and cwd ``/``.
 ``-I`` ignores ``PYTHON*`` variables and the user site, ``-S`` skips ``site`` (faster, no ``.pth`` code),
-``-B`` writes no bytecode. This file holds both sides; run as a script it is the child.
+``-B`` writes no bytecode. This file holds both sides; run as a script it is the child, which loads
+``guard.py`` (next to it) by path.
 
 Protocol: frames of a 4-byte big-endian length followed by that many bytes of UTF-8 JSON (one object),
 over the child's stdin (host to child) and stdout (child to host). At start-up the child moves those pipes
@@ -81,7 +87,6 @@ import http
 import json
 import logging
 import math
-import opcode
 import os
 import resource
 import select
@@ -116,6 +121,8 @@ class ExecutorLimits:
     max_output_chars: int = 20000  # stdout is truncated beyond this, with a note
     network_namespace: bool = True  # run the child in a fresh network namespace (unshare) where possible
     seccomp: bool = True  # install a seccomp filter in the child where libseccomp is available
+    import_guard: bool = True  # check agent code and guard its builtins and modules (guard.py); tests of
+    rlimits: bool = True  # the other layers turn a layer off to show that each one holds on its own
 
 
 class APICallError(Exception):
@@ -458,7 +465,8 @@ class Sandbox:
         layers = tuple(layer for layer in _LAYERS if layer in reported)
         for problem in ready.get("problems", []):
             _warn_once(f"sandbox child: {problem}")
-        wanted = {"rlimits": True, "netns": self._limits.network_namespace, "seccomp": self._limits.seccomp}
+        wanted = {"import-guard": self._limits.import_guard, "rlimits": self._limits.rlimits,
+                  "netns": self._limits.network_namespace, "seccomp": self._limits.seccomp}
         for layer, requested in wanted.items():
             if requested and layer not in layers:
                 _warn_once(f"sandbox layer {layer!r} is not active (see the problems reported above)")
@@ -558,22 +566,6 @@ class Sandbox:
 # ----------------------------------------------------------------------------------------------- child
 # Everything below runs in the child process only.
 
-# Modules agent code may import (top-level names); every other module is refused by the import guard.
-_ALLOWED_MODULES = frozenset({
-    "abc", "array", "base64", "bisect", "calendar", "cmath", "collections", "contextlib", "copy", "csv",
-    "dataclasses", "datetime", "decimal", "difflib", "enum", "fractions", "functools", "hashlib", "heapq",
-    "html", "itertools", "json", "math", "numbers", "operator", "pprint", "random", "re", "secrets",
-    "statistics", "string", "textwrap", "time", "typing", "unicodedata", "uuid",
-})
-# Imported before the seccomp filter forbids opening files: the allow-list plus sub-modules they load lazily.
-_PRELOADED_MODULES = tuple(sorted(_ALLOWED_MODULES)) + (
-    "collections.abc", "json.decoder", "json.encoder", "_strptime", "encodings.idna",
-)
-_VISIBLE_MODULE_DUNDERS = frozenset({"__name__", "__doc__", "__all__", "__version__"})
-# C code imports these lazily through the *caller's* __import__ (PyImport_Import), i.e. from an agent frame
-# that is not executing an import statement: datetime.strptime and time.strptime load _strptime.
-_C_LAZY_IMPORTS = frozenset({"_strptime"})
-
 # Denied with EPERM (see the module docstring). Names unknown to this kernel/architecture are skipped.
 _DENIED_SYSCALLS = (
     # files: opening or creating anything, and every change to the file system
@@ -617,7 +609,6 @@ _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_ACT_ERRNO_EPERM = 0x00050000 | 1  # SCMP_ACT_ERRNO(EPERM)
 _SCMP_CMP_NE = 1
 _NR_SCMP_ERROR = -1
-_IMPORT_NAME = opcode.opmap["IMPORT_NAME"]
 
 
 class _ScmpArgCmp(ctypes.Structure):
@@ -731,126 +722,7 @@ def _make_apis(call: Callable[[str, str, dict], Any]) -> object:
     return Apis()
 
 
-# -- the import guard and the agent's builtins
-
-
-class _ModuleView:
-    # A read-only view of an allowed module: hides dunders (no __dict__, __loader__, __builtins__...) and
-    # refuses attributes that are blocked modules (random._os, json.codecs...). A usability layer only.
-    __slots__ = ("__module",)
-
-    def __init__(self, module: types.ModuleType) -> None:
-        object.__setattr__(self, "_ModuleView__module", module)
-
-    def __getattr__(self, name: str) -> Any:
-        module = self.__module
-        if name.startswith("__") and name.endswith("__"):
-            if name == "__all__":
-                return _public_names(module)
-            if name not in _VISIBLE_MODULE_DUNDERS:
-                raise PermissionError(_not_allowed(f"{module.__name__}.{name}"))
-        value = getattr(module, name)
-        return _module_view(value) if isinstance(value, types.ModuleType) else value
-
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        return self.__module.__doc__
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise PermissionError(f"Modules are read-only in this environment (cannot set '{name}').")
-
-    def __delattr__(self, name: str) -> None:
-        raise PermissionError(f"Modules are read-only in this environment (cannot delete '{name}').")
-
-    def __dir__(self) -> list[str]:
-        return _public_names(self.__module)
-
-    def __repr__(self) -> str:
-        return f"<module {self.__module.__name__!r}>"
-
-
-def _module_allowed(name: str) -> bool:
-    return name.partition(".")[0] in _ALLOWED_MODULES
-
-
-def _public_names(module: types.ModuleType) -> list[str]:
-    names = getattr(module, "__all__", None)
-    if names is None:
-        names = [name for name in vars(module) if not name.startswith("_")]
-    return [name for name in names
-            if not (isinstance(getattr(module, name, None), types.ModuleType)
-                    and not _module_allowed(getattr(module, name).__name__))]
-
-
-def _module_view(module: types.ModuleType) -> _ModuleView:
-    if not _module_allowed(module.__name__):
-        raise ImportError(_not_allowed(module.__name__.partition(".")[0]))
-    return _ModuleView(module)
-
-
-_REAL_IMPORT = builtins.__import__
-_REAL_PRINT = builtins.print
-_REAL_VARS = builtins.vars
-_REAL_GETATTR = builtins.getattr
-_REAL_SETATTR = builtins.setattr
-_REAL_DELATTR = builtins.delattr
-
-
-def _guarded_import(
-    name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
-) -> Any:
-    caller = sys._getframe(1)
-    if caller.f_code.co_code[caller.f_lasti] != _IMPORT_NAME:  # not an import statement
-        if name in _C_LAZY_IMPORTS and name in sys.modules:
-            return sys.modules[name]
-        raise PermissionError(_not_allowed("__import__"))  # a direct __import__(...) call
-    if level:
-        raise ImportError("Relative imports are not supported in this environment.")
-    if not _module_allowed(name):
-        raise ImportError(_not_allowed(name.partition(".")[0]))
-    try:
-        module = _REAL_IMPORT(name, globals, locals, fromlist, 0)
-    except OSError:  # a module not pre-imported needs a file, and opening files is forbidden
-        raise ImportError(f"Module '{name}' is not available in this environment.") from None
-    return _module_view(module)
-
-
-def _refuse(name: str) -> Callable[..., Any]:
-    def refused(*args: Any, **kwargs: Any) -> Any:
-        raise PermissionError(_not_allowed(name))
-
-    refused.__name__ = refused.__qualname__ = name.rpartition(".")[2]
-    return refused
-
-
-def _is_dunder(name: Any) -> bool:
-    return isinstance(name, str) and name.startswith("__") and name.endswith("__")
-
-
-def _guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
-    if _is_dunder(name):
-        raise PermissionError(_not_allowed("getattr", f" with the dunder name {name!r}"))
-    return _REAL_GETATTR(obj, name, *default)
-
-
-def _guarded_setattr(obj: Any, name: str, value: Any) -> None:
-    if _is_dunder(name):
-        raise PermissionError(_not_allowed("setattr", f" with the dunder name {name!r}"))
-    _REAL_SETATTR(obj, name, value)
-
-
-def _guarded_delattr(obj: Any, name: str) -> None:
-    if _is_dunder(name):
-        raise PermissionError(_not_allowed("delattr", f" with the dunder name {name!r}"))
-    _REAL_DELATTR(obj, name)
-
-
-def _guarded_vars(*args: Any) -> Any:
-    if not args:
-        return sys._getframe(1).f_locals  # what vars() means in the caller
-    if isinstance(args[0], (types.ModuleType, _ModuleView)):
-        raise PermissionError(_not_allowed("vars", " on modules"))
-    return _REAL_VARS(*args)
+# -- the agent's builtins (the import guard's are in guard.py)
 
 
 def _agent_print(*args: Any, **kwargs: Any) -> None:
@@ -863,7 +735,7 @@ def _agent_print(*args: Any, **kwargs: Any) -> None:
             args = (text,)
         except (TypeError, ValueError, RecursionError):
             pass  # not JSON-able: fall back to the usual repr
-    _REAL_PRINT(*args, **kwargs)
+    builtins.print(*args, **kwargs)
 
 
 def _agent_input(*args: Any) -> str:
@@ -872,20 +744,6 @@ def _agent_input(*args: Any) -> str:
 
 def _agent_exit(*args: Any) -> None:
     raise SystemExit(*args)
-
-
-def _agent_builtins() -> dict[str, Any]:
-    safe = dict(vars(builtins))
-    for name in ("__loader__", "__spec__"):  # the BuiltinImporter would load any built-in module
-        safe.pop(name, None)
-    for name in ("open", "exec", "eval", "compile", "breakpoint", "help"):
-        safe[name] = _refuse(name)
-    safe.update(
-        __import__=_guarded_import, getattr=_guarded_getattr, setattr=_guarded_setattr,
-        delattr=_guarded_delattr, vars=_guarded_vars, print=_agent_print, input=_agent_input,
-        exit=_agent_exit, quit=_agent_exit, APIError=APIError, APICallLimitError=APICallLimitError,
-    )
-    return safe
 
 
 # -- the frozen clock
@@ -1094,32 +952,45 @@ def _shorten_middle(text: str, limit: int) -> str:
 class _AgentSession:
     """The persistent namespace and the execution of code cells in it."""
 
-    def __init__(self, channel: _ChildChannel, limits: dict) -> None:
+    def __init__(self, channel: _ChildChannel, limits: dict, guard: types.ModuleType) -> None:
         self._channel = channel
         self._limits = limits
+        self._guard = guard
+        self._guarded = bool(limits["import_guard"])
         self._sources: dict[str, list[str]] = {}  # cell file name -> its source lines
         self._cells = 0
         # One-shot headroom, freed so that a MemoryError can still be formatted and reported.
         self._memory_reserve: bytearray | None = bytearray(4 * 1024 * 1024)
         module = types.ModuleType("__main__")
-        module.__dict__.update(__builtins__=_agent_builtins(), apis=_make_apis(self._call_api))
+        extra = dict(print=_agent_print, input=_agent_input, exit=_agent_exit, quit=_agent_exit,
+                     APIError=APIError, APICallLimitError=APICallLimitError)
+        agent_builtins = guard.agent_builtins(extra) if self._guarded else {**vars(builtins), **extra}
+        module.__dict__.update(__builtins__=agent_builtins, apis=_make_apis(self._call_api))
         # The agent's module becomes __main__ (so dataclasses, typing and enum find its classes); this file's
         # own module, which was __main__, is kept referenced here.
         self._executor_module = sys.modules["__main__"]
         sys.modules["__main__"] = module
         self._namespace = module.__dict__
 
+    @property
+    def namespace(self) -> dict[str, Any]:
+        return self._namespace
+
     def run(self, code: str, *, hidden: bool) -> tuple[bool, str]:
         """Execute one cell; returns (succeeded, observation)."""
         self._cells += 1
         filename = "<preamble>" if hidden else f"<agent-{self._cells}>"
         try:
-            compiled = compile(code, filename, "exec", dont_inherit=True)
+            compiled = self._compile(code, filename, hidden=hidden)
         except SyntaxError as exc:
             return False, self._syntax_error(exc, code)
         except ValueError as exc:  # null bytes in the source
             first_line = code.splitlines()[0] if code else ""
             return False, f"Execution failed. Syntax error in line 1: {first_line.strip()}\nMessage: {exc}"
+        except self._guard.GuardViolation as exc:  # refused before any of it ran
+            return False, self._refusal(exc, code)
+        except (RecursionError, MemoryError):  # the parser's own limit on nesting
+            return False, "Execution failed. The code is nested too deeply to be compiled."
         if not hidden:
             self._sources[filename] = code.splitlines()
         output = _CappedWriter(int(self._limits["max_output_chars"]))
@@ -1130,6 +1001,13 @@ class _AgentSession:
         if stdout and not stdout.endswith("\n"):
             stdout += "\n"
         return False, stdout + _shorten_middle(failure, int(self._limits["max_output_chars"]))
+
+    def _compile(self, code: str, filename: str, *, hidden: bool) -> types.CodeType:
+        if not self._guarded:
+            return compile(code, filename, "exec", dont_inherit=True)
+        if hidden:  # the host's preamble is trusted
+            return self._guard.compile_trusted_code(code, filename)
+        return self._guard.compile_agent_code(code, filename)
 
     def _exec(self, compiled: types.CodeType, output: _CappedWriter) -> str | None:
         saved = sys.stdout, sys.stderr
@@ -1157,18 +1035,23 @@ class _AgentSession:
     def _format_exception(self, exc: BaseException) -> str:
         """Traceback with the agent's frames only (shown as "<agent>"), then the exception line."""
         frames = []
-        tb = exc.__traceback__
-        while tb is not None:
-            filename = tb.tb_frame.f_code.co_filename
+        for filename, lineno, name in self._guard.traceback_entries(exc.__traceback__):
             if filename in self._sources:
                 lines = self._sources[filename]
-                line = lines[tb.tb_lineno - 1] if 0 < tb.tb_lineno <= len(lines) else ""
-                frames.append(traceback.FrameSummary("<agent>", tb.tb_lineno, tb.tb_frame.f_code.co_name,
-                                                     lookup_line=False, line=line))
-            tb = tb.tb_next
+                line = lines[lineno - 1] if 0 < lineno <= len(lines) else ""
+                frames.append(traceback.FrameSummary("<agent>", lineno, name, lookup_line=False, line=line))
         stack = "".join(traceback.StackSummary.from_list(frames).format())
         last = "".join(traceback.format_exception_only(type(exc), exc))
         return f"Execution failed. Traceback:\n{stack}{last}".rstrip("\n")
+
+    @staticmethod
+    def _refusal(exc: Exception, code: str) -> str:
+        """The import guard refused the source: shown like the PermissionError it would have raised there."""
+        lines = code.splitlines()
+        line = lines[exc.lineno - 1] if 0 < exc.lineno <= len(lines) else ""
+        frame = traceback.FrameSummary("<agent>", exc.lineno, "<module>", lookup_line=False, line=line)
+        stack = "".join(traceback.StackSummary.from_list([frame]).format())
+        return f"Execution failed. Traceback:\n{stack}PermissionError: {exc.message}"
 
     def _call_api(self, app: str, api: str, kwargs: dict) -> Any:
         try:
@@ -1184,9 +1067,21 @@ class _AgentSession:
         raise APIError(reply.get("message"), reply.get("status"))
 
 
-def _preload_modules() -> list[str]:
+def _load_guard() -> types.ModuleType:
+    """guard.py, loaded by path: the child runs with -I -S, so the package is not on its sys.path."""
+    import importlib.util  # noqa: PLC0415 - only the child needs it
+
+    path = Path(__file__).resolve().with_name("guard.py")
+    spec = importlib.util.spec_from_file_location("agentdistill_appworld_guard", path)
+    guard = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = guard  # its classes' __module__ must resolve (dataclasses, typing, pickling)
+    spec.loader.exec_module(guard)
+    return guard
+
+
+def _preload_modules(guard: types.ModuleType) -> list[str]:
     missing = []
-    for name in _PRELOADED_MODULES:
+    for name in guard.PRELOADED_MODULES:
         try:
             __import__(name)
         except ImportError:
@@ -1198,16 +1093,18 @@ def _child_main() -> None:
     channel = _ChildChannel.from_standard_streams()
     init = channel.recv()
     limits = init["limits"]
-    problems = [f"module {name} could not be pre-imported" for name in _preload_modules()]
+    guard = _load_guard()
+    problems = [f"module {name} could not be pre-imported" for name in _preload_modules(guard)]
     if init.get("now"):
         _freeze_clock(init["now"])
-    time.sleep = _refuse("time.sleep")
-    protections = ["import-guard"]
-    rlimit_problems = _apply_rlimits(limits)
-    if not rlimit_problems:
-        protections.append("rlimits")
-    problems += rlimit_problems
-    session = _AgentSession(channel, limits)
+    time.sleep = guard.refuse("time.sleep")
+    protections = []
+    if limits["rlimits"]:
+        rlimit_problems = _apply_rlimits(limits)
+        if not rlimit_problems:
+            protections.append("rlimits")
+        problems += rlimit_problems
+    session = _AgentSession(channel, limits, guard)
     net_namespace = _own_net_namespace()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)  # start-up errors went to the host; from now on stray writes vanish
@@ -1218,6 +1115,9 @@ def _child_main() -> None:
             protections.append("seccomp")
         else:
             problems.append(seccomp_problem)
+    if limits["import_guard"]:  # last: from here on the audit hook refuses files, processes, ctypes...
+        problems += guard.install(session.namespace, privileged=(globals(),))
+        protections.insert(0, "import-guard")
     channel.send({"type": "ready", "protections": protections, "net_namespace": net_namespace,
                   "problems": problems})
     _serve(channel, session)
