@@ -2,9 +2,9 @@
 
 Commands:
     train     train a model: ``agentdistill train algo=pi_distill env=alfworld model=smollm2-135m-instruct``
-              (algo: sft, grpo, opd, opsd_reward, opsd_distill, pi_distill, skill_sd); evaluates on held-out tasks before, during and after,
-              writes metrics.jsonl, eval.jsonl, checkpoints and plots; rerun the same command with
-              ``hydra.run.dir=<run dir>`` to resume.
+              (algo: sft, grpo, opd, opsd_reward, opsd_distill, pi_distill, skill_sd); evaluates on held-out
+              tasks before, during and after, writes metrics.jsonl, eval.jsonl, checkpoints and plots; rerun the
+              same command with ``hydra.run.dir=<run dir>`` to resume.
     eval      evaluate a model or a training run's weights on held-out tasks, student and teacher view:
               ``agentdistill eval env=alfworld checkpoint=runs/train/pi_distill/<time>``
     report    ``agentdistill report RUN_DIR``: the evaluation table, before → after, and the plots.
@@ -34,8 +34,8 @@ import difflib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from agentdistill import envs
 from agentdistill.config import EvalJobConfig, RolloutJobConfig, config_dir, register_configs
@@ -84,7 +84,7 @@ def rollout_command(cfg: RolloutJobConfig) -> dict[str, dict[str, float]]:
     return results
 
 
-def _load(cfg: RolloutJobConfig):
+def _load(cfg: RolloutJobConfig) -> tuple[Any, Any]:
     from agentdistill.models import load_model, load_tokenizer
 
     if "hf" in cfg.policies:
@@ -92,7 +92,7 @@ def _load(cfg: RolloutJobConfig):
     return None, load_tokenizer(cfg.model.name)
 
 
-def _policy(name: str, cfg: RolloutJobConfig, interface, model, tokenizer):
+def _policy(name: str, cfg: RolloutJobConfig, interface: Any, model: Any, tokenizer: Any) -> Any:
     from agentdistill.policies import ExpertPolicy, HFPolicy, RandomPolicy
 
     if name == "expert":
@@ -127,7 +127,7 @@ def print_metrics_table(results: dict[str, dict[str, float]], title: str) -> Non
     for header, _ in columns:
         table.add_column(header, justify="left" if header == "policy" else "right")
     for name, m in results.items():
-        table.add_row(name, *(_fmt(m[key]) for _, key in columns[1:]))
+        table.add_row(name, *(_fmt(m[key]) for _, key in columns[1:] if key is not None))
     # Wide enough for every column even when stdout is a pipe (rich assumes 80 columns there).
     Console(width=max(Console().width, 130)).print(table)
     for name, m in results.items():
@@ -138,7 +138,7 @@ def _fmt(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
-def train_command(cfg) -> dict:
+def train_command(cfg: Any) -> dict[str, Any]:
     """Train with the algorithm whose config ``cfg`` is; print the held-out table and before → after."""
     from agentdistill.algos import algorithm, algorithm_of
     from agentdistill.report import print_report
@@ -207,7 +207,7 @@ def envs_command(argv: Sequence[str]) -> None:
         print(env_id)
 
 
-def collect_command(cfg) -> None:
+def collect_command(cfg: Any) -> None:
     from agentdistill.collect import collect
 
     pricer = None
@@ -218,7 +218,7 @@ def collect_command(cfg) -> None:
     collect(cfg, pricer=pricer)
 
 
-def icd_run_command(cfg) -> None:
+def icd_run_command(cfg: Any) -> None:
     from agentdistill.icd.run import run_icd
 
     run_icd(cfg)
@@ -304,7 +304,7 @@ def _check_overrides(command: str, config_name: str, overrides: Sequence[str]) -
             raise SystemExit(f"{shown}: {error}") from None
     parent_key, _, leaf = str(full_key).rpartition(".")
     node = OmegaConf.select(base, parent_key) if parent_key else base
-    valid = sorted(str(k) for k in node.keys()) if hasattr(node, "keys") else []
+    valid = sorted(str(k) for k in node) if hasattr(node, "keys") else []
     close = difflib.get_close_matches(leaf, valid, n=1)
     where = f"under '{parent_key}'" if parent_key else "at the top level"
     hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -375,7 +375,7 @@ def _run_hydra(command: str, config_name: str, overrides: list[str]) -> None:
             _print_budget(overrides)
 
     @hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
-    def app(cfg) -> None:
+    def app(cfg: Any) -> None:
         run(OmegaConf.to_object(cfg))
 
     saved = sys.argv

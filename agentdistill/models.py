@@ -21,8 +21,10 @@ import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from importlib.util import find_spec
 from pathlib import Path
+from typing import cast
 
 import torch
 from jinja2.exceptions import TemplateError
@@ -72,11 +74,13 @@ def load_model(spec: str, *, device: str | None = None,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = _torch_dtype(dtype, device)
     tokenizer = load_tokenizer(spec)
+    model: PreTrainedModel
     if spec == TINY_RANDOM:
         model = _tiny_random_model(tokenizer)
     else:
         model = AutoModelForCausalLM.from_pretrained(_resolve(spec), local_files_only=True, dtype=torch_dtype)
-    return model.to(device=device, dtype=torch_dtype).eval(), tokenizer
+    # PreTrainedModel.to is functools.wraps(nn.Module.to), which typeshed types without binding self.
+    return model.to(device=device, dtype=torch_dtype).eval(), tokenizer  # type: ignore[call-arg]
 
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
@@ -94,7 +98,7 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
 
 
 def eos_token_ids(tokenizer: PreTrainedTokenizerBase,
-                  model: PreTrainedModel | None = None) -> tuple[int, ...]:
+                  model: torch.nn.Module | None = None) -> tuple[int, ...]:
     """Every token id that ends an assistant turn, sorted.
 
     The union of ``tokenizer.eos_token_id``, the model's ``generation_config.eos_token_id`` (int or list)
@@ -110,7 +114,9 @@ def eos_token_ids(tokenizer: PreTrainedTokenizerBase,
 
 def _as_ids(value: int | list[int] | None) -> set[int]:
     """A config's eos_token_id, which may be an int, a list or None, as a set."""
-    return set(value) if isinstance(value, (list, tuple)) else {value} - {None}
+    if value is None:
+        return set()
+    return set(value) if isinstance(value, (list, tuple)) else {value}
 
 
 def _end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
@@ -120,7 +126,8 @@ def _end_of_turn_token(tokenizer: PreTrainedTokenizerBase) -> str | None:
     sentinel = "SENTINEL-7f3a"
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": sentinel}]
     try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        # tokenize=False returns the rendered text; the stubs type the union over every mode.
+        text = cast(str, tokenizer.apply_chat_template(messages, tokenize=False))
     except TemplateError:  # templates may reject this minimal chat; then only configured ids count
         return None
     tail = text[text.rindex(sentinel) + len(sentinel):]
@@ -137,7 +144,7 @@ def _generation_eos_ids(source: str) -> set[int]:
         return set()
 
 
-def _set_distinct_pad(tokenizer: PreTrainedTokenizerBase, extra_eos_ids: set[int] = frozenset()) -> None:
+def _set_distinct_pad(tokenizer: PreTrainedTokenizerBase, extra_eos_ids: Iterable[int] = frozenset()) -> None:
     """Make pad differ from every EOS id when some other special token can serve.
 
     Why: training masks pad positions out of the loss by id; if pad == EOS the model never learns to stop.
@@ -172,7 +179,10 @@ def model_folder(spec: str) -> Path:
         return Path(resolved)
     from huggingface_hub import try_to_load_from_cache
 
-    return Path(try_to_load_from_cache(resolved, "config.json")).parent
+    config = try_to_load_from_cache(resolved, "config.json")
+    if not isinstance(config, str):  # None or the "known missing" sentinel
+        raise FileNotFoundError(f"{spec!r}: no config.json for {resolved} in the Hugging Face cache")
+    return Path(config).parent
 
 
 def _resolve(spec: str) -> str:

@@ -41,7 +41,8 @@ def plot_metrics(
 ) -> Path | None:
     """Plot ``keys`` (default: the ``CURVE_KEYS`` the log holds) of a metrics file against ``step``.
 
-    One panel per key, three to a row. Returns the PNG path, or None when there is nothing to plot or matplotlib is missing.
+    One panel per key, three to a row. Returns the PNG path, or None when there is nothing to plot or matplotlib
+    is missing.
     """
     rows = read_jsonl(Path(metrics_path) / METRICS_FILE if Path(metrics_path).is_dir() else metrics_path)
     logged = {k for r in rows for k in r}
@@ -52,7 +53,7 @@ def plot_metrics(
     ncols = min(3, len(keys))
     nrows = -(-len(keys) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.6 * nrows), squeeze=False)
-    for ax, key in zip(axes.flat, keys):
+    for ax, key in zip(axes.flat, keys, strict=False):
         points = [(r["step"], r[key]) for r in rows if key in r]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 30 else None)
         ax.set_title(key, fontsize=10)
@@ -73,7 +74,7 @@ def plot_eval(eval_path: str | os.PathLike, out_png: str | os.PathLike) -> Path 
     fig, axes = plt.subplots(2, 1, figsize=(6, 4.5), sharex=True)
     for view in sorted({r["view"] for r in rows}):
         mine = [r for r in rows if r["view"] == view]
-        for ax, key in zip(axes, ("success_rate", "pi_leak_rate")):
+        for ax, key in zip(axes, ("success_rate", "pi_leak_rate"), strict=False):
             ax.plot([r["step"] for r in mine], [r[key] for r in mine], marker="o", label=f"{view} view")
             ax.set_ylabel(f"held-out {key}")
             ax.grid(alpha=0.3)
@@ -83,7 +84,7 @@ def plot_eval(eval_path: str | os.PathLike, out_png: str | os.PathLike) -> Path 
     return _save(fig, plt, out_png)
 
 
-def _save(fig, plt, out_png) -> Path:
+def _save(fig: Any, plt: Any, out_png: str | os.PathLike) -> Path:
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)

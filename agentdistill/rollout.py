@@ -30,7 +30,7 @@ from agentdistill.envs import AgentInterface, public_info
 from agentdistill.policies.base import Completion, Policy, Prompt, sample_seed
 from agentdistill.traces import PI_KIND, TracePI
 from agentdistill.types import Episode, Message, TurnSample, return_to_go
-from agentdistill.views import ViewSpec, end_of_turn_ids, encode, render_turn, window, with_pi
+from agentdistill.views import ViewSpec, encode, end_of_turn_ids, render_turn, window, with_pi
 
 
 @dataclass(frozen=True)
@@ -173,11 +173,11 @@ def rollout(
             built = [
                 _prompt(ep, policy, interface, tokenizer, teacher_privileged, view, run_seed, act_on) for ep in chunk
             ]
-            prompts, student_ids, teacher_ids = zip(*built)
+            prompts, student_ids, teacher_ids = zip(*built, strict=False)
             completions = policy.act(list(prompts))
             if len(completions) != len(chunk):
                 raise RuntimeError(f"{policy.name} returned {len(completions)} completions for {len(chunk)} prompts")
-            for ep, s_ids, t_ids, comp in zip(chunk, student_ids, teacher_ids, completions):
+            for ep, s_ids, t_ids, comp in zip(chunk, student_ids, teacher_ids, completions, strict=False):
                 tokens_generated += len(comp.token_ids)
                 _step(ep, s_ids, t_ids, comp, interface, tokenizer, eot, teacher_privileged, on_error)
         finished = [ep for ep in live if ep.done]
@@ -209,7 +209,7 @@ def _prompt(
             pi_text = interface.render_privileged(pi)
         views = render_turn(tokenizer, ep.messages, pi_text=pi_text, spec=view)
         student_ids, teacher_ids = views.student_ids, views.teacher_ids
-        if act_on == "teacher":
+        if act_on == "teacher" and pi_text is not None:
             messages = tuple(with_pi(messages, pi_text, view))
     admissible = ep.info.get("admissible_actions")
     prompt = Prompt(
@@ -284,7 +284,7 @@ def _finish(ep: _Live, env_id: str, policy_name: str, act_on: str) -> Episode:
     rtg = return_to_go([t["reward"] for t in ep.turns])
     episode_id, group_id = _episode_id(ep), f"seed{ep.seed}"
     common = dict(episode_id=episode_id, group_id=group_id, task_id=last_info["task_id"])
-    turns = tuple(TurnSample(**common, **t, return_to_go=g) for t, g in zip(ep.turns, rtg))
+    turns = tuple(TurnSample(**common, **t, return_to_go=g) for t, g in zip(ep.turns, rtg, strict=False))
     return Episode(
         **common,
         env_id=env_id,

@@ -59,7 +59,7 @@ def write_run_info(out_dir: str | Path, config: Any) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     info = {
-        "config": asdict(config) if is_dataclass(config) else config,
+        "config": asdict(config) if is_dataclass(config) and not isinstance(config, type) else config,
         "versions": package_versions(),
         "git_revision": git_revision(),
         "python": platform.python_version(),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -61,8 +62,9 @@ class Scored:
 
     def to(self, device: torch.device | str) -> Scored:
         """The same results on another device."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(self, **{k: v.to(device) for k, v in moved.items() if isinstance(v, torch.Tensor)})
+        moved: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        tensors: dict[str, Any] = {k: v.to(device) for k, v in moved.items() if isinstance(v, torch.Tensor)}
+        return replace(self, **tensors)
 
 
 def score(
@@ -105,7 +107,7 @@ def score(
     if pad_token_id is None:
         pad_token_id = getattr(getattr(model, "config", None), "pad_token_id", None) or 0
     extras = Extras(top_k=top_k, full_vocab=full_vocab, hidden=hidden, entropy=entropy)
-    lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=False)]
     parts = [
         _score_batch(model, [prompts[i] for i in rows], [responses[i] for i in rows], temperature, extras,
                      pad_token_id)
@@ -147,13 +149,13 @@ def score_turns(
                 f"{where} has no teacher_prompt_ids: request privileged information for the teacher view "
                 "(rollout(..., teacher_privileged=[...])) or render one with views.render_turn(pi_text=...)")
     responses = [s.response_ids for s in samples]
-    common = dict(temperature=temperature, max_tokens_per_microbatch=max_tokens_per_microbatch,
-                  pad_token_id=pad_token_id)
+    common: dict[str, Any] = dict(temperature=temperature, max_tokens_per_microbatch=max_tokens_per_microbatch,
+                                  pad_token_id=pad_token_id)
     student = score(student_model, [s.student_prompt_ids for s in samples], responses,
                     **common, **_as_kwargs(student_extras))
+    teacher_prompts = [s.teacher_prompt_ids for s in samples if s.teacher_prompt_ids is not None]
     with teacher.model_for_scoring() as teacher_model, torch.no_grad():
-        scored = score(teacher_model, [s.teacher_prompt_ids for s in samples], responses,
-                       **common, **_as_kwargs(teacher_extras))
+        scored = score(teacher_model, teacher_prompts, responses, **common, **_as_kwargs(teacher_extras))
     return student, scored.to(student.logprobs_BT.device)
 
 
@@ -167,11 +169,12 @@ def _score_batch(
 ) -> Scored:
     """One forward pass over a left-padded batch; see ``score``."""
     device = next(model.parameters()).device
-    B, W, T = len(prompts), max(len(p) + len(r) for p, r in zip(prompts, responses)), max(map(len, responses))
+    B, T = len(prompts), max(map(len, responses))
+    W = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
     ids_BW = torch.full((B, W), pad_token_id, dtype=torch.long)
     attention_BW = torch.zeros((B, W), dtype=torch.long)
     targets_BT = torch.zeros((B, T), dtype=torch.long)
-    for b, (p, r) in enumerate(zip(prompts, responses)):
+    for b, (p, r) in enumerate(zip(prompts, responses, strict=False)):
         ids_BW[b, W - len(p) - len(r):] = torch.tensor([*p, *r], dtype=torch.long)
         attention_BW[b, W - len(p) - len(r):] = 1
         targets_BT[b, : len(r)] = torch.tensor(r, dtype=torch.long)
@@ -234,5 +237,5 @@ def _pad_spec(x: torch.Tensor, T: int) -> tuple[int, ...]:
     return (0, 0) * (x.dim() - 2) + (0, T - x.shape[1])
 
 
-def _as_kwargs(extras: Extras) -> dict:
+def _as_kwargs(extras: Extras) -> dict[str, Any]:
     return {f.name: getattr(extras, f.name) for f in fields(extras)}

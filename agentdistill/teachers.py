@@ -140,7 +140,8 @@ class AdapterDisabledTeacher(CurrentWeightsTeacher):
 
     @contextmanager
     def model_for_scoring(self) -> Iterator[torch.nn.Module]:
-        with self.model.disable_adapter(), torch.no_grad():
+        peft_model: Any = self.model  # a peft.PeftModel (checked in __init__)
+        with peft_model.disable_adapter(), torch.no_grad():
             yield self.model
 
 
@@ -163,7 +164,9 @@ def make_teacher(kind: str, model: torch.nn.Module, **kwargs: Any) -> Teacher:
                 "synced": SyncedCopyTeacher, "adapter_disabled": AdapterDisabledTeacher}
     if kind not in builders:
         raise ValueError(f"unknown teacher kind {kind!r}; choose one of {', '.join(TEACHER_KINDS)}")
-    return builders[kind](model, **kwargs)
+    builder: Any = builders[kind]
+    teacher: Teacher = builder(model, **kwargs)
+    return teacher
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -193,7 +196,8 @@ def _matched_tensors(
 
 def _vocab_size(model: torch.nn.Module) -> int:
     """Rows of the output embedding (the logits' last dim), else ``config.vocab_size``."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    lm: Any = model  # a transformers causal LM: attributes typed loosely by torch.nn.Module
+    head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
     if head is not None and getattr(head, "weight", None) is not None:
         return int(head.weight.shape[0])
-    return int(model.config.vocab_size)
+    return int(lm.config.vocab_size)

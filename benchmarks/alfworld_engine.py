@@ -50,7 +50,7 @@ def random_walk(engine, steps: int, rng: random.Random) -> list[str]:
 def first_difference(native, real, commands: list[str]) -> dict | None:
     """Where two traces first differ: step, command, field and both values (None if they are equal)."""
     for t, (a, b) in enumerate(zip(native, real, strict=True)):
-        for field, x, y in zip(("feedback", "admissible_commands", "won"), a, b):
+        for field, x, y in zip(("feedback", "admissible_commands", "won"), a, b, strict=True):
             if x != y:
                 if field == "admissible_commands":
                     x, y = sorted(set(x) - set(y)), sorted(set(y) - set(x))  # only in native / only in real
@@ -70,7 +70,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     args = parser.parse_args()
+    totals, games, mismatch, expert_wins = compare(args)
+    report(args, totals, games, mismatch, expert_wins)
 
+
+def compare(args: argparse.Namespace) -> tuple[dict, list[dict], dict | None, dict[str, int]]:
+    """Play every game on both backends: step timings per backend, per-game records, the first mismatch and
+    the expert plans' wins per backend."""
     # Imported here so this file imports without the plugin (or its generator) installed.
     from agentdistill_alfworld.engine import Engine
     from agentdistill_alfworld.generator import make_game, split_games, write_game_file
@@ -85,7 +91,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [write_game_file(make_game(s), Path(tmp) / s.game_id / "game.tw-pddl") for s in specs]
         TextWorldEngine(paths[0])  # warm-up: imports textworld and loads Fast Downward's library
-        for spec, path in zip(specs, paths):
+        for spec, path in zip(specs, paths, strict=True):
             start = time.perf_counter()
             native = Engine(*read_game_file(path))
             totals["native"]["load_s"] += time.perf_counter() - start
@@ -116,7 +122,12 @@ def main() -> None:
                     if mismatch is None:
                         mismatch = {"game_id": spec.game_id, "sequence": kind, **diff}
             games.append(record)
+    return totals, games, mismatch, expert_wins
 
+
+def report(args: argparse.Namespace, totals: dict, games: list[dict], mismatch: dict | None,
+           expert_wins: dict[str, int]) -> None:
+    """Print the table and the headline lines, and write the JSON."""
     n = len(games)
     rate = {name: t["steps"] / t["step_s"] for name, t in totals.items()}
     speedup = rate["native"] / rate["textworld"]

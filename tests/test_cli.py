@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from agentdistill import algos
 from agentdistill.algos import ALGORITHMS, algorithm_of
 from agentdistill.config import (
     CollectJobConfig,
@@ -71,6 +72,7 @@ JOBS = {"rollout": RolloutJobConfig, "eval": EvalJobConfig, "train": TrainConfig
 
 def _compose(command: str, overrides: list[str]):
     register_configs()
+    algos.register_configs()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return OmegaConf.to_object(compose(config_name=command, overrides=[*overrides, "out_dir=/tmp/x"]))
 
@@ -100,8 +102,8 @@ def test_train_presets_set_the_algorithm_hyperparameters():
     pi = _compose("train", [])
     assert (pi.alpha, pi.beta, pi.clip_low, pi.clip_high, pi.temperature) == (0.5, 0.25, 0.2, 0.2, 0.75)
     assert pi.env.id == "agentdistill/ALFWorld-v0" and pi.env.eval_kwargs == {"split": "valid_unseen"}
-    opsd = _compose("train", ["algo=opsd", "mode=distill", "env=sokoban", "lr=3e-6"])
-    assert opsd.mode == "distill" and opsd.lr == 3e-6 and opsd.env.eval_seed_start == 1_000_000
+    opsd = _compose("train", ["algo=opsd_distill", "env=sokoban", "lr=3e-6"])
+    assert opsd.divergence == "forward_kl" and opsd.lr == 3e-6 and opsd.env.eval_seed_start == 1_000_000
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from toy_env import TOY_ID
 
 import agentdistill
 from agentdistill import envs
-from agentdistill.envs import EnvContractError, TurnLimit, check_text_env
+from agentdistill.envs import EnvContractError, check_text_env
 
 
 @pytest.mark.parametrize("env_id", envs.registered_env_ids())

@@ -62,7 +62,7 @@ def test_batched_and_unbatched_rollouts_give_the_same_episodes(tiny):
     batched = rollout(SOKOBAN, policy, **kwargs).episodes
     one_by_one = rollout(SOKOBAN, policy, max_batch=1, **kwargs).episodes
     assert [e.messages for e in batched] == [e.messages for e in one_by_one]
-    for a, b in zip(batched, one_by_one):
+    for a, b in zip(batched, one_by_one, strict=False):
         for ta, tb in zip(a.turns, b.turns, strict=True):
             assert (ta.student_prompt_ids, ta.teacher_prompt_ids, ta.response_ids) == (
                 tb.student_prompt_ids, tb.teacher_prompt_ids, tb.response_ids)

@@ -71,7 +71,7 @@ def test_logprobs_equal_unpadded_forward_passes_one_by_one(tiny, batch):
         scored = score(model, prompts, responses, pad_token_id=tok.pad_token_id)
     T = max(map(len, responses))
     assert scored.logprobs_BT.shape == scored.mask_BT.shape == (3, T)
-    for b, (p, r) in enumerate(zip(prompts, responses)):
+    for b, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         assert scored.mask_BT[b].tolist() == [t < len(r) for t in range(T)]
         close(scored.logprobs_BT[b, : len(r)], fresh_logprobs_T(model, p, r))
         assert torch.all(scored.logprobs_BT[b, len(r) :] == 0)
@@ -90,7 +90,7 @@ def test_padding_never_shifts_positions_of_an_absolute_position_model(tiny, batc
         model = GPT2LMHeadModel(config).eval()
     with torch.no_grad():
         scored = score(model, prompts, responses, pad_token_id=tok.pad_token_id)
-    for b, (p, r) in enumerate(zip(prompts, responses)):
+    for b, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         close(scored.logprobs_BT[b, : len(r)], fresh_logprobs_T(model, p, r))
 
 
@@ -131,7 +131,7 @@ def test_temperature_tempers_the_logits(tiny, batch):
         plain = score(model, prompts, responses, temperature=1.0, pad_token_id=tok.pad_token_id)
     assert scored.temperature == 0.7
     assert not torch.allclose(scored.logprobs_BT, plain.logprobs_BT)
-    for b, (p, r) in enumerate(zip(prompts, responses)):
+    for b, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         logprobs_TV = fresh_logprobs_TV(model, p, r, temperature=0.7)
         n = len(r)
         close(scored.logprobs_BT[b, :n], logprobs_TV.gather(-1, torch.tensor(r)[:, None])[:, 0])
@@ -170,7 +170,7 @@ def test_microbatching_gives_the_same_values_and_gradients(tiny, batch):
         model.zero_grad(set_to_none=True)
         return scored, grads
 
-    lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=True)]
     budget = 100  # several micro-batches, one of two rows, and the longest rows alone over budget
     groups = microbatch_groups(lengths, budget)
     assert len(groups) > 2 and max(map(len, groups)) > 1 and max(lengths) > budget

@@ -34,8 +34,8 @@ def test_teacher_view_differs_from_student_view_only_by_the_pi_block(tiny, place
     assert views.teacher_ids == tuple(tok(views.teacher_text, add_special_tokens=False)["input_ids"])
     # the token streams share everything outside the block
     s, t = views.student_ids, views.teacher_ids
-    prefix = next(i for i, (a, b) in enumerate(zip(s, t)) if a != b)
-    suffix = next(i for i, (a, b) in enumerate(zip(reversed(s), reversed(t))) if a != b)
+    prefix = next(i for i, (a, b) in enumerate(zip(s, t, strict=False)) if a != b)
+    suffix = next(i for i, (a, b) in enumerate(zip(reversed(s), reversed(t), strict=False)) if a != b)
     assert len(t) - len(s) == len(tok(block, add_special_tokens=False)["input_ids"])
     assert prefix + suffix == len(s)
     if placement == "system":
@@ -54,7 +54,7 @@ def test_empty_pi_gives_identical_views(tiny):
 def test_with_pi_never_mutates_the_student_messages():
     before = list(CONVO)
     teacher = with_pi(CONVO, "secret", ViewSpec())
-    assert CONVO == before and teacher[0].content.startswith("rules") and teacher[0] != CONVO[0]
+    assert before == CONVO and teacher[0].content.startswith("rules") and teacher[0] != CONVO[0]
 
 
 def test_end_of_turn_is_the_templates_turn_terminator(tiny):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from agentdistill import envs
-from agentdistill.algos.batch import backward_microbatches, clip_gradients, score_temperature
+from agentdistill.algos.batch import backward_microbatches, clip_gradients, prompts_of, score_temperature
 from agentdistill.checkpoints import is_peft, latest_checkpoint, load_checkpoint, load_weights
 from agentdistill.config import LR_SCHEDULES, LoraConfig, TrainConfig, env_kwargs
 from agentdistill.losses.reduce import ReduceMode
@@ -127,7 +127,8 @@ def start_run(cfg: TrainConfig, *, state: Mapping[str, Any], model: torch.nn.Mod
         model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
     model.train()
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm: Any = model  # a transformers model: torch.nn.Module types its attributes as Tensor | Module
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None and cfg.init_from:
         load_weights(model, cfg.init_from)
@@ -171,7 +172,7 @@ def with_lora(model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
     except ImportError:
         raise ImportError("lora.rank > 0 needs PEFT: pip install peft (or pip install 'agentdistill[lora]'), "
                           "or set lora.rank=0 for full fine-tuning") from None
-    spec = peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+    spec = peft.LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,  # type: ignore[arg-type]
                            target_modules=list(lora.target_modules), bias="none")
     return peft.get_peft_model(model, spec)
 
@@ -365,11 +366,11 @@ def sampler_gap(run: Run, result: RolloutResult, act_on: str) -> dict[str, float
     turns = [t for ep in result.episodes for t in ep.turns if t.response_ids and t.sampler_logprobs]
     if not turns:
         return {"logprob_gap_mean": 0.0, "logprob_gap_max": 0.0}
-    prompts = [t.teacher_prompt_ids if act_on == "teacher" else t.student_prompt_ids for t in turns]
-    scored = score(run.model, prompts, [t.response_ids for t in turns],  # type: ignore[arg-type]
+    prompts = prompts_of(turns, act_on)
+    scored = score(run.model, prompts, [t.response_ids for t in turns],
                    temperature=score_temperature(run.cfg.temperature),
                    max_tokens_per_microbatch=run.cfg.max_tokens_per_microbatch)
-    return log_prob_gap([t.sampler_logprobs for t in turns], scored.logprobs_BT, scored.mask_BT)
+    return log_prob_gap([t.sampler_logprobs or () for t in turns], scored.logprobs_BT, scored.mask_BT)
 
 
 def round_metrics(run: Run, result: RolloutResult, *, act_on: str = "student") -> dict[str, float]:

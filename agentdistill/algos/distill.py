@@ -91,8 +91,8 @@ def distill_token_loss(
         tea = score(teacher_model, teacher_prompts, responses, temperature=spec.temperature,
                     full_vocab=family == "full", hidden=family == "chunked",
                     top_k=spec.top_k if family == "topk" else None)
-        teacher_head = (teacher_model.get_output_embeddings().weight.detach()  # type: ignore[operator,union-attr]
-                        if family == "chunked" else None)
+        teacher_lm: Any = teacher_model  # a transformers causal LM
+        teacher_head = teacher_lm.get_output_embeddings().weight.detach() if family == "chunked" else None
     tea = tea.to(student.logprobs_BT.device)
     lp_BT, mask_BT = student.logprobs_BT, student.mask_BT
     fn = get_loss(spec.name)
@@ -114,7 +114,8 @@ def distill_token_loss(
                      clip=spec.clip_tau, **extra)
     elif family == "chunked":
         extra = {"beta": spec.jsd_beta} if spec.name == "generalized_jsd_chunked" else {}
-        head = model.get_output_embeddings().weight  # type: ignore[operator,union-attr]
+        student_lm: Any = model
+        head = student_lm.get_output_embeddings().weight
         loss_BT = fn(student.hidden_BTH, tea.hidden_BTH, head, mask_BT,
                      teacher_lm_head_weight_VH=teacher_head.to(head.device) if teacher_head is not None else None,
                      temperature=spec.temperature, clip=spec.clip_tau, **extra)

@@ -104,7 +104,8 @@ def train(cfg: GRPOConfig) -> RunResult:
         raise ValueError(f"ppo_epochs must be >= 1, got {cfg.ppo_epochs}")
     # ---- set-up: seed, model, optimiser, resume, evaluation before training; the sampler is the student
     run = start_run(cfg, state={"cursor": 0})
-    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    model, start, cursor = run.model, run.first_step, run.state["cursor"]
+    step = start
     if step == 0 and cfg.eval.before:
         evaluate(run, 0)
     policy = sampling_policy(run, "student")
@@ -112,7 +113,7 @@ def train(cfg: GRPOConfig) -> RunResult:
                 cfg.tasks_per_step, cfg.group_size, cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="GRPO",
+    for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="GRPO",
                      disable=not cfg.progress):
         started = begin_step(run, step)
         # ---- rollout: B tasks × G samples from the student (student view); sampling seeded by the step

@@ -49,7 +49,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -89,7 +88,7 @@ class OPDConfig(TrainConfig):
 
     teacher_model: ModelConfig = field(default_factory=lambda: ModelConfig(name=""))
     """Teacher weights (same tokenizer as the student; required); a null device/dtype follows the student's."""
-    teacher_init_from: Optional[str] = None
+    teacher_init_from: str | None = None
     """Load the teacher's weights from this training run directory or checkpoint (e.g. an SFT warm start)."""
     teacher_weight_noise: float = 0.0
     """Std of seeded Gaussian noise added to every teacher weight after loading (tests, ablations)."""
@@ -119,7 +118,8 @@ def train(cfg: OPDConfig) -> RunResult:
                           clip_low=cfg.clip_low, clip_high=cfg.clip_high)
     # ---- set-up: seed, student, optimiser, resume; the teacher (refused if it is the student); evaluation
     run = start_run(cfg, state={"cursor": 0})
-    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    model, start, cursor = run.model, run.first_step, run.state["cursor"]
+    step = start
     teacher_model = load_teacher(cfg)
     if step == 0:
         refuse_identical_teacher(model, teacher_model)
@@ -131,7 +131,7 @@ def train(cfg: OPDConfig) -> RunResult:
                 cfg.teacher_model.name, cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="OPD",
+    for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="OPD",
                      disable=not cfg.progress):
         started = begin_step(run, step)
         # ---- rollout: student view, sampling seeded by the step (a resumed run samples the same)

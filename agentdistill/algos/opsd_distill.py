@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -79,7 +78,7 @@ class OPSDDistillConfig(TrainConfig):
     """Per-token D(p_T ‖ p_S): forward_kl, reverse_kl, generalized_jsd, their *_chunked forms, or a top-k form."""
     jsd_beta: float = 0.5
     """β of generalized_jsd (0.5: the symmetric JSD)."""
-    clip_tau: Optional[float] = None
+    clip_tau: float | None = None
     """Per-vocab-entry cap τ of the divergence terms (OPSD v3's later repo: 0.05); null = none."""
     top_k: int = 16
     """Teacher support size of the top-k divergences."""
@@ -105,7 +104,8 @@ def train(cfg: OPSDDistillConfig) -> RunResult:
     initial, tokenizer = load_initial_model(cfg)
     teacher = copy_teacher(cfg.teacher, initial, ema_decay=cfg.ema_decay)
     run = start_run(cfg, state={"cursor": 0}, model=initial, tokenizer=tokenizer)
-    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    model, start, cursor = run.model, run.first_step, run.state["cursor"]
+    step = start
     teacher, modules = resumed_teacher(cfg.teacher, teacher, model, run.resumed_from)
     if step == 0 and cfg.eval.before:
         evaluate(run, 0)
@@ -114,7 +114,7 @@ def train(cfg: OPSDDistillConfig) -> RunResult:
                 cfg.env.id, cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="OPSD distill",
+    for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="OPSD distill",
                      disable=not cfg.progress):
         started = begin_step(run, step)
         # ---- sample from the student view (no PI); both views' ids are kept

@@ -128,7 +128,8 @@ def train(cfg: OPSDRewardConfig) -> RunResult:
     initial, tokenizer = load_initial_model(cfg)
     teacher = copy_teacher(cfg.teacher, initial, ema_decay=cfg.ema_decay)
     run = start_run(cfg, state={"cursor": 0}, model=initial, tokenizer=tokenizer)
-    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    model, start, cursor = run.model, run.first_step, run.state["cursor"]
+    step = start
     teacher, modules = resumed_teacher(cfg.teacher, teacher, model, run.resumed_from)
     if step == 0 and cfg.eval.before:
         evaluate(run, 0)
@@ -138,7 +139,7 @@ def train(cfg: OPSDRewardConfig) -> RunResult:
                 cfg.env.id, cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="OPSD reward",
+    for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="OPSD reward",
                      disable=not cfg.progress):
         started = begin_step(run, step)
         # ---- sample from the student view (no PI); both views' ids are kept

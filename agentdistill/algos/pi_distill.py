@@ -59,7 +59,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -110,7 +109,7 @@ class PiDistillConfig(TrainConfig):
 
     alpha: float = 0.5
     """Weight of the teacher term: L = α·L_T + (1−α)·L_S (the final α when annealing)."""
-    alpha_start: Optional[float] = None
+    alpha_start: float | None = None
     """α at step 1 of a linear anneal to ``alpha``; null = no anneal."""
     alpha_anneal_epochs: float = 0.0
     """Epochs (passes over num_tasks, i.e. num_tasks / tasks_per_step steps each) over which α goes linearly
@@ -124,7 +123,7 @@ class PiDistillConfig(TrainConfig):
     """Both terms' ratios are clipped below at 1 − clip_low."""
     clip_high: float = 0.2
     """Both terms' ratios are clipped above at 1 + clip_high."""
-    clip_ratio_c: Optional[float] = 3.0
+    clip_ratio_c: float | None = 3.0
     """Dual clip of the student ratio π_S/π_T: a negative-advantage token costs at most c·|A|; null: off."""
     drop_zero_adv_groups: bool = True
     """Drop groups whose env rewards are all equal (no env signal) from the update, KL terms included (the
@@ -264,7 +263,8 @@ def train(cfg: PiDistillConfig) -> RunResult:
     _check(cfg)
     # ---- set-up: seed, model, optimiser, resume, evaluation before training; the sampler is the teacher view
     run = start_run(cfg, state={"cursor": 0})
-    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    model, start, cursor = run.model, run.first_step, run.state["cursor"]
+    step = start
     if step == 0 and cfg.eval.before:
         evaluate(run, 0)
     policy = sampling_policy(run, "pi-distill-teacher-view")
@@ -275,7 +275,7 @@ def train(cfg: PiDistillConfig) -> RunResult:
                 cfg.student_kl, cfg.env.id, cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="π-Distill",
+    for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="π-Distill",
                      disable=not cfg.progress):
         started = begin_step(run, step)
         alpha = alpha_at(cfg, step)

@@ -56,7 +56,7 @@ def zero_signal_groups(episodes: Sequence[Episode], rewards_E: torch.Tensor) -> 
     """Group ids whose env rewards are all equal (within ``ZERO_EPS``): no env signal to learn from."""
     centred_E = group_advantages(episodes, rewards_E, scale_by_std=False)
     has_signal: dict[str, bool] = {}
-    for ep, a in zip(episodes, centred_E.tolist()):
+    for ep, a in zip(episodes, centred_E.tolist(), strict=False):
         has_signal[ep.group_id] = has_signal.get(ep.group_id, False) or abs(a) > ZERO_EPS
     return {g for g, signal in has_signal.items() if not signal}
 
@@ -78,6 +78,6 @@ def episode_kl(
     """
     kl_B = sequence_kl(student_lp_BT, teacher_lp_BT, mask_BT, sampled_by=sampled_by)  # type: ignore[arg-type]
     kl_E = torch.zeros(n_episodes, dtype=torch.float64)
-    for (e, _), kl in zip(turns, kl_B.cpu().tolist()):
+    for (e, _), kl in zip(turns, kl_B.cpu().tolist(), strict=False):
         kl_E[e] += kl
     return kl_E

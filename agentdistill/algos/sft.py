@@ -38,7 +38,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -55,6 +55,7 @@ from agentdistill.algos.common import (
     log_step,
     start_run,
     update,
+    view_spec,
 )
 from agentdistill.checkpoints import save_checkpoint
 from agentdistill.config import TrainConfig, env_kwargs
@@ -77,7 +78,7 @@ class SFTConfig(TrainConfig):
     ``rollout_batch`` only bound held-out evaluation).
     """
 
-    episodes_path: Optional[str] = None
+    episodes_path: str | None = None
     """JSONL of episodes written by ``save_episodes``; null collects expert episodes on ``env``."""
     batch_turns: int = 32
     """Turn samples per optimiser step."""
@@ -93,14 +94,15 @@ def train(cfg: SFTConfig) -> RunResult:
         raise ValueError(f"batch_turns must be >= 1, got {cfg.batch_turns}")
     # ---- set-up: seed, model, optimiser, resume, evaluation before training; then the expert turns
     run = start_run(cfg, state={"cursor": 0})
-    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    model, start, cursor = run.model, run.first_step, run.state["cursor"]
+    step = start
     if step == 0 and cfg.eval.before:
         evaluate(run, 0)
     turns = expert_turns(cfg, run.tokenizer, run.run_dir)
     logger.info("SFT on %d expert turns, %d steps, out_dir=%s", len(turns), cfg.steps, run.run_dir)
 
     metrics: dict[str, float] = {}
-    for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="SFT",
+    for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="SFT",
                      disable=not cfg.progress):
         started = begin_step(run, step)
         batch = [turns[i] for i in batch_indices(len(turns), cfg.batch_turns, cursor, cfg.seed)]
@@ -131,7 +133,7 @@ def nll_loss(model: torch.nn.Module, samples: Sequence[TurnSample], *, normalize
     return reduce_loss(-scored.logprobs_BT, scored.mask_BT, mode="token_mean", normalizer=normalizer)
 
 
-def expert_turns(cfg: SFTConfig, tokenizer, run_dir: Path) -> list[TurnSample]:
+def expert_turns(cfg: SFTConfig, tokenizer: Any, run_dir: Path) -> list[TurnSample]:
     """The training turns: every turn of every won, error-free episode, with student-view token ids.
 
     Episodes come from ``cfg.episodes_path``, or are collected once with ``ExpertPolicy`` and saved in the
@@ -152,7 +154,7 @@ def expert_turns(cfg: SFTConfig, tokenizer, run_dir: Path) -> list[TurnSample]:
     return turns
 
 
-def collect_expert_episodes(cfg: SFTConfig, tokenizer) -> list[Episode]:
+def collect_expert_episodes(cfg: SFTConfig, tokenizer: Any) -> list[Episode]:
     """Roll out the env's scripted expert on seeds ``env_seed_start ..`` (``num_tasks`` of them), with
     student-view token ids."""
     from agentdistill.envs import default_interface
@@ -161,14 +163,14 @@ def collect_expert_episodes(cfg: SFTConfig, tokenizer) -> list[Episode]:
 
     seeds = range(cfg.env_seed_start, cfg.env_seed_start + cfg.num_tasks)
     interface = default_interface(cfg.env.id, **cfg.env.interface)
-    result = rollout(cfg.env.id, ExpertPolicy(interface), seeds=seeds, interface=interface,
-                     tokenizer=tokenizer, view=ViewSpec(history_window=cfg.history_window),
-                     max_turns=cfg.env.max_turns, env_kwargs=env_kwargs(cfg.env.kwargs), run_seed=cfg.seed, progress=False)
+    result = rollout(cfg.env.id, ExpertPolicy(interface), seeds=seeds, interface=interface, tokenizer=tokenizer,
+                     view=view_spec(cfg), max_turns=cfg.env.max_turns, env_kwargs=env_kwargs(cfg.env.kwargs),
+                     run_seed=cfg.seed, progress=False)
     logger.info("expert: %d episodes, success rate %.2f", len(result.episodes), result.metrics.success_rate)
     return result.episodes
 
 
-def with_token_ids(turn: TurnSample, episode: Episode, tokenizer, history_window: int | None) -> TurnSample:
+def with_token_ids(turn: TurnSample, episode: Episode, tokenizer: Any, history_window: int | None) -> TurnSample:
     """``turn`` with student-view ids: kept when stored, else rendered from the episode's messages.
 
     A text-only turn gets ``render_turn`` of ``messages[:message_index]`` (student view, no PI) and the reply

@@ -14,9 +14,10 @@ and rendered into the *teacher* view only, x ⊕ S(x). The student's own tokens 
 with N the step's response tokens (token-mean), Â_i the group-normalised episode reward (GRPO: centred and
 divided by the group std, the paper's normalisation — without it λ's weight against the GRPO term depends on
 the env's reward scale), and π_old the sampler's log-probs. Rewards are the shared definition
-(``algos/rewards.py``); episodes with an env error leave the update and the group statistics. ρ makes the k3 estimator's gradient the reverse-KL one (without it, k3 on samples has the
-forward-KL gradient; methods §9.5). Turns of a task with no skill yet (cold start: the bank begins empty) get
-the GRPO term only. Zero-advantage groups are kept by default: the KL term still teaches on them.
+(``algos/rewards.py``); episodes with an env error leave the update and the group statistics. ρ makes the k3
+estimator's gradient the reverse-KL one (without it, k3 on samples has the forward-KL gradient; methods §9.5).
+Turns of a task with no skill yet (cold start: the bank begins empty) get the GRPO term only. Zero-advantage
+groups are kept by default: the KL term still teaches on them.
 
 Usefulness, the bandit's reward (our definition; the paper gives none): for a task whose G episodes have
 unequal rewards, u = the fraction of (better, worse) episode pairs where the teacher view's log-likelihood
@@ -46,7 +47,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -77,6 +78,7 @@ from agentdistill.config import EndpointConfig, TrainConfig
 from agentdistill.losses import iw_k3, ppo_clip, ppo_clipped, reduce_loss
 from agentdistill.scoring import score
 from agentdistill.skills import LLMSummariser, ModelSummariser, SkillBank, SkillWorker, TemplateSummariser
+from agentdistill.skills.summarise import Summariser
 from agentdistill.types import Episode, TurnSample
 from agentdistill.views import ViewSpec, render_turn
 
@@ -124,7 +126,7 @@ class SkillSDConfig(TrainConfig):
     """Peak AdamW learning rate."""
     max_skills_per_family: int = 32
     """Bank capacity per task family (the least useful skill is evicted)."""
-    initial_skills: Optional[str] = None
+    initial_skills: str | None = None
     """A skills.json to start the bank from (e.g. another run's); null: empty bank (cold start)."""
     out_dir: str = "runs/skill_sd"
     """Run directory."""
@@ -138,7 +140,8 @@ def train(cfg: SkillSDConfig) -> RunResult:
     teacher = copy_teacher(cfg.teacher, initial, ema_decay=cfg.ema_decay)
     bank = _initial_bank(cfg)
     run = start_run(cfg, state={"cursor": 0, "bank": bank.to_dict()}, model=initial, tokenizer=tokenizer)
-    model, step, cursor = run.model, run.first_step, run.state["cursor"]
+    model, start, cursor = run.model, run.first_step, run.state["cursor"]
+    step = start
     bank = _bank_from_state(cfg, run.state["bank"])
     teacher, modules = resumed_teacher(cfg.teacher, teacher, model, run.resumed_from)
     if step == 0 and cfg.eval.before:
@@ -152,7 +155,7 @@ def train(cfg: SkillSDConfig) -> RunResult:
     metrics: dict[str, float] = {}
     created = 0
     try:
-        for step in tqdm(range(step + 1, cfg.steps + 1), initial=step, total=cfg.steps, desc="Skill-SD",
+        for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="Skill-SD",
                          disable=not cfg.progress):
             started = begin_step(run, step)
             if cfg.teacher == "synced":
@@ -164,32 +167,20 @@ def train(cfg: SkillSDConfig) -> RunResult:
             episodes = usable_episodes(result.episodes, cfg.max_error_rate)
             rewards_E = episode_rewards(episodes, cfg.truncation_reward)
             adv_E = group_advantages(episodes, rewards_E, scale_by_std=cfg.scale_by_std)
-            reward_of = {ep.episode_id: float(r) for ep, r in zip(episodes, rewards_E)}
             groups = _groups(episodes)
 
             # ---- skills: a similar task's skill per task (UCB), teacher view x ⊕ S(x) on the student's tokens
-            teacher_lp: dict[int, tuple[float, ...]] = {}
-            used = 0
             with teacher.model_for_scoring() as teacher_model:
-                for group in groups:
-                    skills = bank.select(group[0].metadata["task_family"], cfg.skills_per_prompt,
-                                         task=task_text(group[0]), step=step - 1)
-                    if not skills:
-                        continue
-                    used += 1
-                    skill_text = "\n\n".join(s.render() for s in skills)
-                    lps = _teacher_logprobs(teacher_model, tokenizer, group, skill_text, run.view, cfg)
-                    teacher_lp.update(lps)
-                    group_rewards = [reward_of[ep.episode_id] for ep in group]
-                    u = usefulness(group, group_rewards, lps)
-                    for s in skills:
-                        bank.observe(s.skill_id, u, reward=sum(group_rewards) / len(group))
+                teacher_lp, used = score_with_skills(
+                    teacher_model, tokenizer, bank, groups,
+                    {ep.episode_id: float(r) for ep, r in zip(episodes, rewards_E, strict=True)}, run.view, cfg,
+                    step=step - 1)
 
             # ---- loss and update: GRPO + λ·IW-k3, token mean over the step's response tokens
             zero = zero_signal_groups(episodes, rewards_E)
-            kept = [e for e, ep in enumerate(episodes) if not (cfg.drop_zero_adv_groups and ep.group_id in zero)]
-            samples = [t for e in kept for t in episodes[e].turns if t.response_ids]
-            adv_of = {id(t): float(adv_E[e]) for e in kept for t in episodes[e].turns}
+            adv_of = {id(t): float(adv_E[e]) for e, ep in enumerate(episodes) for t in ep.turns
+                      if t.response_ids and not (cfg.drop_zero_adv_groups and ep.group_id in zero)}
+            samples = [t for ep in episodes for t in ep.turns if id(t) in adv_of]
             stats: dict[str, float] = {}
             micro = microbatches_by_tokens(samples, cfg.max_tokens_per_microbatch)
 
@@ -202,12 +193,9 @@ def train(cfg: SkillSDConfig) -> RunResult:
             if cfg.teacher == "ema":
                 teacher.refresh(model)
 
-            # ---- the step's episodes go to the summariser, one job per task
-            for group in groups:
-                worker.submit(group[0].metadata["task_family"], group, step - 1)
-            created += _absorb(worker, bank, step - 1)  # inline summaries are done already
+            # ---- the step's episodes go to the summariser, one job per task; the bank is written out
+            created += _summarise(worker, bank, groups, step - 1, run.run_dir)
             cursor += cfg.tasks_per_step
-            _write_bank(run.run_dir, bank)
 
             # ---- sync the sampler, log, evaluate, checkpoint (the bank rides in the loop state)
             tokens = max(stats.get("tokens", 0.0), 1.0)
@@ -274,7 +262,7 @@ def _bank_from_state(cfg: SkillSDConfig, state: dict) -> SkillBank:
     return bank
 
 
-def _summariser(cfg: SkillSDConfig, model, tokenizer):
+def _summariser(cfg: SkillSDConfig, model: torch.nn.Module, tokenizer: Any) -> Summariser:
     if cfg.summariser == "template":
         return TemplateSummariser()
     if cfg.summariser == "model":
@@ -293,11 +281,47 @@ def _absorb(worker: SkillWorker, bank: SkillBank, step: int) -> int:
     return len(done)
 
 
+def score_with_skills(teacher_model: torch.nn.Module, tokenizer: Any, bank: SkillBank,
+                      groups: Sequence[Sequence[Episode]], reward_of: dict[str, float], spec: ViewSpec,
+                      cfg: SkillSDConfig, *, step: int) -> tuple[dict[int, tuple[float, ...]], int]:
+    """(id(turn) → teacher log-probs under x ⊕ S(x), number of tasks that had a skill).
+
+    Per task: the bank's UCB pick among the skills of the most similar tasks, the teacher's log-probs of the
+    group's own tokens with it, and the skill's usefulness observation (pairwise reward/gain agreement).
+    """
+    teacher_lp: dict[int, tuple[float, ...]] = {}
+    used = 0
+    for group in groups:
+        skills = bank.select(group[0].metadata["task_family"], cfg.skills_per_prompt, task=task_text(group[0]),
+                             step=step)
+        if not skills:
+            continue
+        used += 1
+        lps = _teacher_logprobs(teacher_model, tokenizer, group, "\n\n".join(s.render() for s in skills), spec, cfg)
+        teacher_lp.update(lps)
+        group_rewards = [reward_of[ep.episode_id] for ep in group]
+        u = usefulness(group, group_rewards, lps)
+        for s in skills:
+            bank.observe(s.skill_id, u, reward=sum(group_rewards) / len(group))
+    return teacher_lp, used
+
+
 def task_text(episode: Episode) -> str:
     """What makes a task this task, for skill retrieval: the goal and the first observation (Sokoban's and
     TextWorld's goals are one sentence for every level; the first observation is the level itself)."""
     first = next((m.content for m in episode.messages if m.role == "user"), "")
     return f"{episode.task}\n{first}"
+
+
+def _summarise(worker: SkillWorker, bank: SkillBank, groups: Sequence[Sequence[Episode]], step: int,
+               run_dir: Path) -> int:
+    """Submit one summary job per task, add what is done (inline summaries already are) to the bank and
+    write ``skills.json``; returns the number of skills added."""
+    for group in groups:
+        worker.submit(group[0].metadata["task_family"], group, step)
+    created = _absorb(worker, bank, step)
+    _write_bank(run_dir, bank)
+    return created
 
 
 def _write_bank(run_dir: Path, bank: SkillBank) -> None:
@@ -314,7 +338,7 @@ def _groups(episodes: Sequence[Episode]) -> list[list[Episode]]:
     return list(groups.values())
 
 
-def teacher_view_ids(tokenizer, episode: Episode, turn: TurnSample, skill_text: str,
+def teacher_view_ids(tokenizer: Any, episode: Episode, turn: TurnSample, skill_text: str,
                      spec: ViewSpec) -> tuple[int, ...]:
     """The turn's teacher prompt x ⊕ S(x), rendered from the episode's messages like the rollout rendered x.
 
@@ -325,11 +349,14 @@ def teacher_view_ids(tokenizer, episode: Episode, turn: TurnSample, skill_text: 
     if views.student_ids != turn.student_prompt_ids:
         raise RuntimeError(f"{episode.episode_id} turn {turn.turn}: re-rendered student ids differ from the "
                            "sampled prompt; the history window must match the rollout's")
+    if views.teacher_ids is None:
+        raise RuntimeError(f"{episode.episode_id} turn {turn.turn}: no teacher view was rendered for the skill")
     return views.teacher_ids
 
 
 @torch.no_grad()
-def _teacher_logprobs(teacher_model, tokenizer, group: Sequence[Episode], skill_text: str, spec: ViewSpec,
+def _teacher_logprobs(teacher_model: torch.nn.Module, tokenizer: Any, group: Sequence[Episode], skill_text: str,
+                      spec: ViewSpec,
                       cfg: SkillSDConfig) -> dict[int, tuple[float, ...]]:
     """id(turn) → log π_θ̄(response ids | teacher view with the skill), for every turn of the group."""
     pairs = [(ep, t) for ep in group for t in ep.turns if t.response_ids]
@@ -346,16 +373,16 @@ def usefulness(group: Sequence[Episode], rewards: Sequence[float],
                teacher_lp: dict[int, tuple[float, ...]]) -> float | None:
     """Pairwise agreement in [0, 1] between rewards and the teacher view's log-likelihood gain (None: no
     signal, i.e. equal rewards or no scored tokens); see the module docstring."""
-    gains = []
+    gains: list[float | None] = []
     for ep in group:
         deltas = [tl - sl for t in ep.turns if id(t) in teacher_lp and t.sampler_logprobs
-                  for tl, sl in zip(teacher_lp[id(t)], t.sampler_logprobs)]
+                  for tl, sl in zip(teacher_lp[id(t)], t.sampler_logprobs, strict=False)]
         gains.append(sum(deltas) / len(deltas) if deltas else None)
-    pairs = [(i, j) for i in range(len(group)) for j in range(len(group))
-             if rewards[i] > rewards[j] and gains[i] is not None and gains[j] is not None]
+    known = {i: g for i, g in enumerate(gains) if g is not None}
+    pairs = [(i, j) for i in known for j in known if rewards[i] > rewards[j]]
     if not pairs:
         return None
-    agree = sum(1.0 if gains[i] > gains[j] else 0.5 if gains[i] == gains[j] else 0.0 for i, j in pairs)
+    agree = sum(1.0 if known[i] > known[j] else 0.5 if known[i] == known[j] else 0.0 for i, j in pairs)
     return agree / len(pairs)
 
 

@@ -127,7 +127,7 @@ class IcdAgent:
         demos = [self._demos(p) for p in prompts]
         student = self._sample_student(prompts, demos) if self.student is not None else None
         verdicts = []
-        for i, p in enumerate(prompts):
+        for i in range(len(prompts)):
             if student is None:
                 verdicts.append((True, None, ()))
                 continue
@@ -135,7 +135,8 @@ class IcdAgent:
             verdict = agree(actions, self.normaliser, min_agree=self.min_agree)
             verdicts.append((not verdict.accepted and self.teacher is not None, verdict, actions))
         deferred = [i for i, (d, _, _) in enumerate(verdicts) if d]
-        teacher_out = dict(zip(deferred, self.teacher.act([prompts[i] for i in deferred]))) if deferred else {}
+        teacher_out = (dict(zip(deferred, self.teacher.act([prompts[i] for i in deferred]), strict=True))
+                       if deferred else {})
         out = []
         for i, p in enumerate(prompts):
             defer, verdict, actions = verdicts[i]
@@ -174,10 +175,11 @@ class IcdAgent:
         return self.index.retrieve(query, k=self.retrieval.k, window=self.retrieval.window,
                                    weights=self.retrieval.weights, exclude_task_ids=[prompt.task_id])
 
-    def _sample_student(self, prompts: Sequence[Prompt], demos: Sequence[list]) -> list[tuple[Prompt, list[Completion]]]:
+    def _sample_student(self, prompts: Sequence[Prompt],
+                        demos: Sequence[list]) -> list[tuple[Prompt, list[Completion]]]:
         """Per prompt: the student's prompt (with demos) and its N completions, all in one batched call."""
         student_prompts = []
-        for p, windows in zip(prompts, demos):
+        for p, windows in zip(prompts, demos, strict=False):
             messages, ids = p.messages, p.token_ids
             if windows:
                 block = "\n\n".join(f"[Example {j + 1}]\n{w.render()}" for j, w in enumerate(windows))
@@ -247,7 +249,7 @@ def _derive(seed: int, sample: int) -> int:
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

@@ -79,5 +79,5 @@ def agree(actions: Sequence[str | None], normaliser: str = "command", *, min_agr
     key, count = Counter(keys).most_common(1)[0]
     share = count / len(keys)
     accepted = share >= min_agree and not key.startswith("<unparsed")
-    action = next(a for a, k in zip(actions, keys) if k == key) if accepted else None
+    action = next(a for a, k in zip(actions, keys, strict=False) if k == key) if accepted else None
     return Agreement(accepted=accepted, action=action, share=share, keys=keys)

@@ -82,10 +82,11 @@ def _arm_row(records: list[dict]) -> dict[str, float]:
 
 def pareto_front(rows: dict[str, dict]) -> list[str]:
     """Arms no other arm beats on both cost (lower) and accuracy (higher), cheapest first."""
+    def point(arm: str) -> tuple[float, float]:
+        return rows[arm]["usd_per_episode"], rows[arm]["accuracy"]
+
     def dominated(a: str) -> bool:
-        return any(rows[b]["usd_per_episode"] <= rows[a]["usd_per_episode"] and rows[b]["accuracy"] >= rows[a]["accuracy"]
-                   and (rows[b]["usd_per_episode"], rows[b]["accuracy"]) != (rows[a]["usd_per_episode"], rows[a]["accuracy"])
-                   for b in rows)
+        return any(point(b)[0] <= point(a)[0] and point(b)[1] >= point(a)[1] and point(b) != point(a) for b in rows)
     return sorted((a for a in rows if not dominated(a)), key=lambda a: rows[a]["usd_per_episode"])
 
 
@@ -120,13 +121,14 @@ def render_markdown(report: dict[str, Any], scale: tuple[int, ...] = SCALE) -> s
              f"{report['prices']['student']}, teacher {report['teacher']} billed as {report['prices']['teacher']}; "
              f"N = {report['samples']} samples billed as {billing['samples']}, prompt caching "
              f"{'on' if billing['prompt_caching'] else 'off'}; demos cost ${report['demo_cost_usd']:.4f} to collect.",
-             "", "| arm | accuracy | Δ accuracy vs teacher | $/episode | student $ | teacher $ | deferral rate | turns | "
-             "break-even episodes | " + " | ".join(f"savings @{n:,}" for n in scale) + " |",
+             "", "| arm | accuracy | Δ accuracy vs teacher | $/episode | student $ | teacher $ | deferral rate "
+             "| turns | break-even episodes | " + " | ".join(f"savings @{n:,}" for n in scale) + " |",
              "|---" * (9 + len(scale)) + "|"]
     for arm, r in report["arms"].items():
         savings = r.get("savings_usd", {})
         delta = f"{r['accuracy_vs_teacher']:+.3f}" if "accuracy_vs_teacher" in r else "–"
-        lines.append(f"| {arm} | {r['accuracy']:.3f} | {delta} | {r['usd_per_episode']:.5f} | {r['student_usd_per_episode']:.5f} | "
+        lines.append(f"| {arm} | {r['accuracy']:.3f} | {delta} | {r['usd_per_episode']:.5f} | "
+                     f"{r['student_usd_per_episode']:.5f} | "
                      f"{r['teacher_usd_per_episode']:.5f} | {r['deferral_rate']:.3f} | {r['mean_turns']:.1f} | "
                      f"{_fmt_episodes(r.get('break_even_episodes'))} | "
                      + " | ".join(f"{savings[str(n)]:.2f}" if str(n) in savings else "–" for n in scale) + " |")

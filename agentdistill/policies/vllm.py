@@ -86,9 +86,10 @@ class VLLMPolicy:
         cpu_only = not _has_cuda()
         if gpu_memory_utilization is None:
             gpu_memory_utilization = min(0.5, cpu_memory_gib * 2**30 / _total_memory()) if cpu_only else 0.5
-        extra = {"kv_cache_memory_bytes": int(cpu_kv_cache_gib * 2**30)} if cpu_only else {}
+        extra: dict[str, Any] = {"kv_cache_memory_bytes": int(cpu_kv_cache_gib * 2**30)} if cpu_only else {}
         self.llm = LLM(
-            model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,
+            # dtype is a string from our config; vLLM checks it against its ModelDType literals itself.
+            model=str(model_path), dtype=dtype, max_model_len=max_model_len, seed=seed,  # type: ignore[arg-type]
             gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=enable_sleep_mode,
             logprobs_mode="processed_logprobs", enable_prefix_caching=True,
             enforce_eager=enforce_eager if enforce_eager is not None else cpu_only, **extra,
@@ -100,7 +101,8 @@ class VLLMPolicy:
     def act(self, prompts: Sequence[Prompt]) -> list[Completion]:
         if any(p.token_ids is None for p in prompts):
             raise ValueError("VLLMPolicy needs token ids: pass the tokenizer to rollout()")
-        return self.generate([list(p.token_ids) for p in prompts], [p.sample_seed for p in prompts])
+        return self.generate([list(p.token_ids) for p in prompts if p.token_ids is not None],
+                             [p.sample_seed for p in prompts])
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[Completion]:
         """One reply per prompt (a list of token ids), each sampled with its own seed."""
@@ -113,14 +115,18 @@ class VLLMPolicy:
                                  seed=int(s) % 2**63, stop_token_ids=list(self.stop_token_ids),
                                  skip_special_tokens=True)
                   for s in seeds]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids], params,
-                                    use_tqdm=False)
+        # vllm imports NotRequired from typing (3.11+): checked as 3.10, TokensPrompt's optional keys read as
+        # required.
+        prompts = [TokensPrompt(prompt_token_ids=list(ids)) for ids in prompt_ids]  # type: ignore[typeddict-item]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
         completions = []
         for out in outputs:
             reply = out.outputs[0]
             ids = tuple(reply.token_ids)
-            # logprobs[t] maps the sampled id (and at most the top-0 extras) to its Logprob record.
-            lps = tuple(float(step[tok].logprob) for tok, step in zip(ids, reply.logprobs or []))
+            # logprobs[t] maps the sampled id (and at most the top-0 extras) to its Logprob record. (FlatLogprobs
+            # is typed a sequence of optional positions, for prompt logprobs; a sampled position is never None.)
+            lps = tuple(float(step[tok].logprob)  # type: ignore[index]
+                        for tok, step in zip(ids, reply.logprobs or [], strict=False))
             completions.append(Completion(text=reply.text, token_ids=ids, logprobs=lps,
                                           finish_reason="stop" if reply.finish_reason == "stop" else "length"))
         return completions

@@ -102,7 +102,7 @@ def _names(action: str, vocab: Vocabulary, kinds: frozenset[str]) -> list[_Name]
                 j += 2  # "block of cheese" is one name
             else:
                 break
-        found = [w for w, flag in zip(lowered[i : j + 1], flags[i : j + 1]) if flag]
+        found = [w for w, flag in zip(lowered[i : j + 1], flags[i : j + 1], strict=False) if flag]
         in_task = sorted((vocab.task_order[w], w) for w in found if w in vocab.task_order)
         if in_task:
             key, position = f"task:{in_task[0][1]}", in_task[0][0]
@@ -146,7 +146,7 @@ def abstract_actions(actions: Sequence[str], vocab: Vocabulary) -> list[str]:
     found = [_names(line, vocab, kinds) for line in lines]
     table = _placeholders(name for names in found for name in names)
     out = []
-    for line, names in zip(lines, found):
+    for line, names in zip(lines, found, strict=False):
         for name in reversed(names):
             line = line[: name.start] + table[name.key] + line[name.end :]
         out.append(line)
@@ -163,7 +163,7 @@ def collapse_repeats(steps: Sequence[str]) -> list[str]:
         else:
             out.append(step)
             counts.append(1)
-    return [step if n == 1 else f"{step} ×{n}" for step, n in zip(out, counts)]
+    return [step if n == 1 else f"{step} ×{n}" for step, n in zip(out, counts, strict=False)]
 
 
 def legend(steps: Iterable[str]) -> str:

@@ -11,11 +11,11 @@ import torch
 
 from agentdistill.algos.batch import backward_microbatches, microbatches_by_tokens
 from agentdistill.algos.common import batch_indices, make_optimizer, seed_everything
-from agentdistill.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from agentdistill.runs import append_metrics, read_metrics, truncate_metrics
 from agentdistill.algos.sft import nll_loss
-from agentdistill.report import plot_metrics
+from agentdistill.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from agentdistill.models import load_model
+from agentdistill.report import plot_metrics
+from agentdistill.runs import append_metrics, read_metrics, truncate_metrics
 from agentdistill.types import TurnSample
 
 
@@ -51,13 +51,13 @@ def test_microbatched_gradient_equals_one_big_batch():
     assert len(micro) >= 3 and [s for mb in micro for s in mb] == samples
     split = backward_microbatches(micro, loss_fn, mode="token_mean")
     assert split == pytest.approx(whole, abs=1e-5)
-    for g_big, p in zip(big, model.parameters()):
+    for g_big, p in zip(big, model.parameters(), strict=False):
         torch.testing.assert_close(p.grad, g_big, atol=1e-6, rtol=1e-5)
     # Each micro-batch normalised by its own count gives a different gradient: the test can fail.
     model.zero_grad(set_to_none=True)
     for mb in micro:
         nll_loss(model, mb, normalizer=sum(len(s.response_ids) for s in mb)).backward()
-    assert any(not torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(model.parameters(), big))
+    assert any(not torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(model.parameters(), big, strict=False))
 
 
 def test_microbatches_respect_the_padded_budget():

@@ -10,12 +10,12 @@ import torch
 
 import agentdistill.algos.common
 from agentdistill.algos.pi_distill import PiDistillConfig, alpha_at, pi_distill_loss, train
-from agentdistill.runs import read_metrics
 from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.losses import is_clipped_student, ppo_clip, reduce_loss
 from agentdistill.models import load_model
 from agentdistill.policies.hf import HFPolicy
 from agentdistill.rollout import rollout
+from agentdistill.runs import read_metrics
 from agentdistill.scoring import score
 
 SOKOBAN = "agentdistill/Sokoban-v0"
@@ -74,7 +74,8 @@ def test_two_step_smoke_run_pins_the_first_step(tmp_path):
         if key != "loss":
             assert first[key] == pytest.approx(value, rel=RELATIVE), key
     for key in ("success_rate", "mean_return", "mean_kl", "teacher_clip_frac", "student_clip_frac",
-                "zero_adv_fraction", "loss_teacher", "loss_student", "tokens_per_s", "alpha", "pi_leak_rate", "peak_rss_mb", "lr"):
+                "zero_adv_fraction", "loss_teacher", "loss_student", "tokens_per_s", "alpha", "pi_leak_rate",
+                "peak_rss_mb", "lr"):
         assert key in first
     assert first["alpha"] == 0.5 and first["trained_turns"] > 0 and first["no_pi_turn_frac"] == 0.0
     assert first["loss"] == pytest.approx(first["loss_teacher"] + first["loss_student"], abs=1e-6)
@@ -140,11 +141,11 @@ def test_alpha_one_and_zero_gradients_are_those_of_one_term(teacher_turns):
     for alpha, expected in ((1.0, g_teacher), (0.0, g_student)):
         loss = pi_distill_loss(model, samples, adv, adv, alpha=alpha, pull=0.0, temperature=1.0, clip_low=0.2,
                                clip_high=0.2, clip_ratio_c=None, normalizer=n)
-        for got, want in zip(_grads(model, loss), expected):
+        for got, want in zip(_grads(model, loss), expected, strict=False):
             torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-5)
     half = pi_distill_loss(model, samples, adv, adv, alpha=0.5, pull=0.0, temperature=1.0, clip_low=0.2,
                            clip_high=0.2, clip_ratio_c=None, normalizer=n)
-    for got, a, b in zip(_grads(model, half), g_teacher, g_student):
+    for got, a, b in zip(_grads(model, half), g_teacher, g_student, strict=False):
         torch.testing.assert_close(got, 0.5 * a + 0.5 * b, atol=1e-7, rtol=1e-5)
 
 

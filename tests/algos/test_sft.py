@@ -8,12 +8,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agentdistill.runs import read_metrics
 from agentdistill.algos.sft import EXPERT_EPISODES_FILE, SFTConfig, train
 from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.envs import default_interface
 from agentdistill.policies import ExpertPolicy
 from agentdistill.rollout import rollout
+from agentdistill.runs import read_metrics
 from agentdistill.types import load_episodes, save_episodes
 
 SOKOBAN = "agentdistill/Sokoban-v0"
@@ -87,7 +87,7 @@ def test_loss_decreases_on_a_fixed_small_batch(tmp_path):
     result = train(_cfg(tmp_path, "overfit", episodes_path=str(path), steps=10, batch_turns=n_turns,
                         checkpoint_every=100, max_grad_norm=None))
     losses = [r["loss"] for r in read_metrics(result.run_dir)]
-    assert len(losses) == 10 and all(b < a for a, b in zip(losses, losses[1:])), losses
+    assert len(losses) == 10 and all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
     assert losses[-1] < 0.85 * losses[0], losses  # 5.54 → 4.14 when recorded
 
 

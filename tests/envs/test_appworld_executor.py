@@ -12,9 +12,7 @@ import time
 
 import pytest
 
-
-from agentdistill_appworld.executor import APICallError, ExecutorLimits, Sandbox
-from agentdistill_appworld.executor import SandboxError
+from agentdistill_appworld.executor import APICallError, ExecutorLimits, Sandbox, SandboxError
 
 FAST = ExecutorLimits(timeout_s=2.0, memory_mb=256, max_api_calls_per_execute=50)
 # The OS-level layers are tested on their own: without the import guard, which refuses ESCAPE outright.

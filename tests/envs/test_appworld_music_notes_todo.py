@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 
-
 from agentdistill_appworld.apps.music import Music
 from agentdistill_appworld.apps.notes import Notes
 from agentdistill_appworld.apps.todo import Todo

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-
 from agentdistill_appworld import population
 from agentdistill_appworld.population import (
     EMAIL_DOMAINS,

@@ -5,11 +5,10 @@ unrelated change fails every action; variants differ; and the difficulty mix hol
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from itertools import combinations
 
 import pytest
-
 
 from agentdistill_appworld.scenarios import basic
 from agentdistill_appworld.scenarios.comms_money import SCENARIOS
@@ -44,12 +43,12 @@ DAMAGE = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def variant(name: str, k: int) -> Variant:
     return BY_NAME[name].variant(k)
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference(name: str, k: int) -> Outcome:
     return run_solution(BY_NAME[name], variant(name, k))
 

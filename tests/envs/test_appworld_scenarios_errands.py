@@ -8,7 +8,6 @@ from functools import cache
 
 import pytest
 
-
 from agentdistill_appworld.scenarios import SCENARIOS as REGISTERED
 from agentdistill_appworld.scenarios.common import login
 from agentdistill_appworld.scenarios.errands import SCENARIOS

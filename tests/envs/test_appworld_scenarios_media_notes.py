@@ -3,10 +3,9 @@ answer and a solution with collateral damage fail; variants differ; the difficul
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
-
 
 from agentdistill_appworld.scenarios.media_notes import SCENARIOS
 from agentdistill_appworld.tasks import Outcome, Scenario, Variant, difficulty, run_solution
@@ -24,12 +23,12 @@ DAMAGE = {
 COMPLETE = "apis.supervisor.complete_task("
 
 
-@lru_cache(maxsize=None)
+@cache
 def _variant(name: str, k: int) -> Variant:
     return BY_NAME[name].variant(k)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _reference(name: str, k: int) -> Outcome:
     return run_solution(BY_NAME[name], _variant(name, k))
 

@@ -3,9 +3,7 @@ solution and one with collateral damage fail."""
 
 from __future__ import annotations
 
-
 import pytest
-
 
 from agentdistill_appworld.scenarios.basic import ADD_TODO, COUNT_CONTACTS, PAY_CONTACT, SCENARIOS
 from agentdistill_appworld.scenarios.common import login

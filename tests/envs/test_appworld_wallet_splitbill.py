@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 
-
 from agentdistill_appworld.apps.api_docs import APIDocs
 from agentdistill_appworld.apps.splitbill import SplitBill, equal_split
 from agentdistill_appworld.apps.wallet import Wallet, to_cents
@@ -427,8 +426,8 @@ def test_groups_create_list_show_rename_members_delete(world):
         ben.show_group(group_id=trip)
 
 
-def test_expenses_splits_filters_update_delete_comments(world):
-    ada, ben, dee = As(world, "splitbill", ADA), As(world, "splitbill", BEN), As(world, "splitbill", DEE)
+def test_add_expense_splits_equally_and_rejects_bad_input_unchanged(world):
+    ada, dee = As(world, "splitbill", ADA), As(world, "splitbill", DEE)
     flat = ada.create_group(name="Flat", member_emails=[BEN.email, CY.email])["group_id"]
     out = ada.add_expense(group_id=flat, title="Cleaning", amount=10, date="2024-05-01")
     assert out["shares"] == [{"email": ADA.email, "amount": 3.34}, {"email": BEN.email, "amount": 3.33},
@@ -456,6 +455,12 @@ def test_expenses_splits_filters_update_delete_comments(world):
     with pytest.raises(NotFound, match="no group with group_id"):
         dee.add_expense(group_id=flat, title="Sneaky", amount=1)
     assert snapshot(world.db) == before
+
+
+def test_expenses_splits_filters_update_delete_comments(world):
+    ada, ben, dee = As(world, "splitbill", ADA), As(world, "splitbill", BEN), As(world, "splitbill", DEE)
+    flat = ada.create_group(name="Flat", member_emails=[BEN.email, CY.email])["group_id"]
+    ada.add_expense(group_id=flat, title="Cleaning", amount=10, date="2024-05-01")
     groceries = ben.add_expense(group_id=flat, title="Groceries", amount=40, date="2024-05-03",
                                 shares={ADA.email: 10, BEN.email: 20, CY.email: 10})["expense_id"]
     lunch = dee.add_expense(title="Lunch", amount=25, split_with=[ADA.email, DEE.email],

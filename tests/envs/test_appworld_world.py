@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-
 from agentdistill_appworld.apps.splitbill import equal_split
 from agentdistill_appworld.population import make_population
 from agentdistill_appworld.world import (
@@ -392,7 +391,7 @@ def test_nothing_is_dated_after_now(worlds, seed):
         cursor = ctx.db.execute(f"SELECT * FROM {table}")
         names = [c[0] for c in cursor.description]
         for row in cursor.fetchall():
-            for name, value in zip(names, row):
+            for name, value in zip(names, row, strict=True):
                 if not isinstance(value, str) or not DATE.fullmatch(value) or (table, name) in FUTURE_OK:
                     continue
                 checked += 1

@@ -221,7 +221,7 @@ def test_privileged_never_changes_obs_or_other_info(seed):
     plain = _episode(SokobanEnv(num_boxes=2), seed, ACTIONS)
     rich = _episode(SokobanEnv(num_boxes=2, privileged=["expert_plan", "expert_trace"]), seed, ACTIONS)
     assert len(plain) == len(rich)
-    for a, b in zip(plain, rich):
+    for a, b in zip(plain, rich, strict=True):
         info_b = dict(b[-1])
         assert set(info_b.pop("privileged")) == {"expert_plan", "expert_trace"}
         assert a[:-1] == b[:-1] and a[-1] == info_b

@@ -22,6 +22,9 @@ import pytest
 pytest.importorskip("textworld", reason="needs textworld: pip install -e envs/textworld")
 agentdistill_textworld = pytest.importorskip("agentdistill_textworld", reason="pip install -e envs/textworld")
 
+from agentdistill import envs
+from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
+from agentdistill.envs import check_text_env, public_info
 from agentdistill_textworld import (
     CACHE_ENV_VAR,
     ENV_ID,
@@ -35,10 +38,6 @@ from agentdistill_textworld import (
     spec_for,
 )
 from agentdistill_textworld.games import generate
-
-from agentdistill import envs
-from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
-from agentdistill.envs import check_text_env, public_info
 
 # (kind, difficulty, split, index): what the session cache holds.
 GAMES = [*[(kind, d, split, 0) for kind in KINDS for d, split in [(1, "train"), (2, "test")]],
@@ -307,7 +306,8 @@ def test_rollout_command_plays_textworld(cache, tmp_path):
         [sys.executable, "-m", "agentdistill.cli", "rollout", "env=textworld", "model=tiny-random",
          "policies=[hf,expert,random]", "n=2", "env.max_turns=4", "env.kwargs.kind=coin", "env.kwargs.num_games=2",
          "sampling.max_new_tokens=6", "progress=false", f"hydra.run.dir={out}"],
-        capture_output=True, text=True, env={**os.environ, CACHE_ENV_VAR: cache, "OMP_NUM_THREADS": "1"}, timeout=300, check=False)
+        capture_output=True, text=True, env={**os.environ, CACHE_ENV_VAR: cache, "OMP_NUM_THREADS": "1"}, timeout=300,
+        check=False)
     assert proc.returncode == 0, proc.stderr
     assert "success_rate[expert]: 1.000" in proc.stdout
     assert set(json.loads((out / "metrics.json").read_text())) == {"hf", "expert", "random"}
@@ -328,7 +328,8 @@ def _train_cfg(algo: str, cache: str, out: Path):
         "grpo": {"tasks_per_step": 2, "group_size": 2, "max_new_tokens": 6},
         "opd": {"tasks_per_step": 2, "group_size": 2, "max_new_tokens": 6,
                 "teacher_model": ModelConfig("tiny-random"), "teacher_weight_noise": 0.05},
-        "opsd": {"tasks_per_step": 2, "group_size": 2, "max_new_tokens": 6},
+        "opsd_reward": {"tasks_per_step": 2, "group_size": 2, "max_new_tokens": 6},
+        "opsd_distill": {"tasks_per_step": 2, "group_size": 2, "max_new_tokens": 6},
         "pi_distill": {"tasks_per_step": 2, "group_size": 2, "max_new_tokens": 6},
         "skill_sd": {"tasks_per_step": 2, "group_size": 2, "max_new_tokens": 6, "async_summaries": False},
     }[algo]
@@ -346,9 +347,9 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("algo", ["sft", "grpo", "opd", "opsd", "pi_distill", "skill_sd"])
+@pytest.mark.parametrize("algo", ["sft", "grpo", "opd", "opsd_reward", "opsd_distill", "pi_distill", "skill_sd"])
 def test_every_trainer_smoke_runs_on_textworld(cache, tmp_path, algo, one_torch_thread):
-    from agentdistill.algos.common import read_metrics
+    from agentdistill.runs import read_metrics
 
     cfg, train = _train_cfg(algo, cache, tmp_path / algo)
     result = train(cfg)

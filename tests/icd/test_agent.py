@@ -30,7 +30,8 @@ class Recording:
 
     def __init__(self, policy):
         self.policy, self.prompts = policy, []
-        self.name, self.sees_privileged, self.needs_privileged = policy.name, policy.sees_privileged, policy.needs_privileged
+        self.name, self.sees_privileged = policy.name, policy.sees_privileged
+        self.needs_privileged = policy.needs_privileged
 
     def act(self, prompts):
         self.prompts += list(prompts)
@@ -144,7 +145,7 @@ def test_every_dollar_is_the_price_table_applied_to_the_token_counts(tokenizer, 
         steps = agent.take(ep.episode_id)
         assert len(steps) == ep.num_turns
         assert ep.metadata["cost_usd"] == pytest.approx(sum(s.student_usd + s.teacher_usd for s in steps))
-        for step, turn in zip(steps, ep.turns):
+        for step, turn in zip(steps, ep.turns, strict=False):
             for call in step.calls:
                 if call["role"] == "teacher":  # the expert is billed for reading the student view, no demos
                     assert call["prompt_tokens"] == len(turn.student_prompt_ids)

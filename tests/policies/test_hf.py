@@ -28,7 +28,7 @@ def test_logprobs_equal_a_fresh_forward_pass_over_the_sampled_ids(tiny):
     policy = HFPolicy(model, tok, temperature=0.8, max_new_tokens=24)
     batch = prompts(tok)
     completions = policy.generate(batch, seeds=[1, 2, 3])
-    for prompt_ids, comp in zip(batch, completions):
+    for prompt_ids, comp in zip(batch, completions, strict=True):
         assert len(comp.token_ids) == len(comp.logprobs) > 0
         expected = fresh_logprobs(model, prompt_ids, comp.token_ids, 0.8)
         torch.testing.assert_close(torch.tensor(comp.logprobs), expected, atol=LOGPROB_ATOL, rtol=0)
@@ -39,9 +39,9 @@ def test_batched_sampling_equals_one_by_one(tiny):
     policy = HFPolicy(model, tok, temperature=1.0, max_new_tokens=16)
     batch = prompts(tok)
     together = policy.generate(batch, seeds=[11, 12, 13])
-    alone = [policy.generate([p], seeds=[s])[0] for p, s in zip(batch, [11, 12, 13])]
+    alone = [policy.generate([p], seeds=[s])[0] for p, s in zip(batch, [11, 12, 13], strict=True)]
     assert [c.token_ids for c in together] == [c.token_ids for c in alone]
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=LOGPROB_ATOL, rtol=0)
 
 

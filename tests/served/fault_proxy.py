@@ -37,7 +37,7 @@ class FaultProxy:
         with self.lock:
             self.faults.append(("delay", seconds, {}))
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

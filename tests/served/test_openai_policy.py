@@ -117,7 +117,8 @@ def test_price_table():
     prices = load_prices()
     assert price_for("gpt-4.1-mini", prices) == Price(input=0.40, output=1.60, cached_input=0.10)
     # cached prompt tokens are billed at the cached price: 1000 prompt tokens, 400 of them cached
-    assert Price(1.0, 2.0, 0.25).cost(1000, 100, cached_tokens=400) == pytest.approx((600 * 1.0 + 400 * 0.25 + 200) / 1e6)
+    cost = Price(1.0, 2.0, 0.25).cost(1000, 100, cached_tokens=400)
+    assert cost == pytest.approx((600 * 1.0 + 400 * 0.25 + 200) / 1e6)
     assert Price(1.0, 2.0).cost(1000, 100, cached_tokens=400) == pytest.approx((1000 + 200) / 1e6)
     with pytest.raises(ValueError, match="no price for model 'my-model'.*price_in/price_out"):
         price_for("my-model", prices)

@@ -60,7 +60,8 @@ def test_template_skill_counts_the_moves_of_the_shortest_win(group):
     draft = TemplateSummariser().summarise("sokoban", group)
     expert = group[0]
     assert expand(draft.golden_workflow) == [t.action for t in expert.turns]
-    assert all(a != b for a, b in zip(draft.golden_workflow, draft.golden_workflow[1:]))  # runs are counted
+    workflow = draft.golden_workflow
+    assert all(a != b for a, b in zip(workflow, workflow[1:], strict=False))  # runs are counted
     assert "1 of 3 attempts solved" in draft.success_analysis
     assert "2 of 3 attempts did not finish" in draft.mistake_analysis
     assert TemplateSummariser().summarise("sokoban", group) == draft  # deterministic
@@ -78,7 +79,7 @@ def test_template_skill_has_no_instance_specific_names():
         assert episode.won and episode.metadata["task_family"] == "pick_clean_then_place_in_recep"
         drafts.append(TemplateSummariser().summarise("pick_clean_then_place_in_recep", [episode]))
         instances.append(episode)
-    for draft, episode in zip(drafts, instances):
+    for draft, episode in zip(drafts, instances, strict=False):
         text = " ".join(draft.golden_workflow) + draft.success_analysis + draft.mistake_analysis
         named = set(re.findall(r"clean some (\w+) and put it in (\w+)", episode.task)[0])
         visited = {m.group(1) for a in (t.action for t in episode.turns) for m in re.finditer(r"(\w+) \d", a)}

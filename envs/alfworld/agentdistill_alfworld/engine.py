@@ -21,7 +21,8 @@ against the real engine). The facts that shape the text:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from itertools import chain
 
 from .pddl import Fact, GoalChecker, Problem
 
@@ -151,42 +152,50 @@ class Engine:
         loc, held = self.location, self.held
         here = self._recep_at.get(loc, [])
         out: dict[str, tuple] = {}
-
-        def add(text: str, action: tuple) -> None:
+        for text, action in chain(self._goto_commands(loc), self._receptacle_commands(here, held, loc),
+                                  self._held_commands(held, here, loc)):
             out.setdefault(text, action)
+        for text in ("help", "inventory", "look"):
+            out.setdefault(text, (text,))
+        self._commands = out
+        return out
 
+    def _goto_commands(self, loc: str) -> Iterator[tuple[str, tuple]]:
         for target, receps in sorted(self._recep_at.items()):
             if target != loc:
                 for r in receps:
-                    add(f"go to {self.names[r]}", ("goto", loc, target, r))
+                    yield f"go to {self.names[r]}", ("goto", loc, target, r)
+
+    def _receptacle_commands(self, here: list[str], held: str | None, loc: str) -> Iterator[tuple[str, tuple]]:
+        """Examine, open or close the receptacles here, take from them (hands empty), use what is in them."""
         for r in here:
-            add(f"examine {self.names[r]}", ("examine_r", r))
+            yield f"examine {self.names[r]}", ("examine_r", r)
             if self._has("openable", r):
-                add(f"{'close' if self._has('opened', r) else 'open'} {self.names[r]}",
-                    ("close" if self._has("opened", r) else "open", r))
+                yield (f"{'close' if self._has('opened', r) else 'open'} {self.names[r]}",
+                       ("close" if self._has("opened", r) else "open", r))
             if held is None and self._open_or_not_openable(r):
                 for o in self._in(r):
                     if self._has("pickupable", o):
-                        add(f"take {self.names[o]} from {self.names[r]}", ("take", o, r, loc))
+                        yield f"take {self.names[o]} from {self.names[r]}", ("take", o, r, loc)
             for o in sorted(f[1] for f in self.facts if f[0] == "inreceptacle" and f[2] == r):
                 if self._has("toggleable", o):
-                    add(f"use {self.names[o]}", ("use", o))
-        if held is not None:
-            add(f"examine {self.names[held]}", ("examine_o", held))
-            for r in here:
-                if self._open_or_not_openable(r) and self._has("cancontain", self.rtype.get(r), self.otype.get(held)):
-                    add(f"move {self.names[held]} to {self.names[r]}", ("put", held, r, loc))
-                for verb, rtype in APPLIANCE.items():
-                    if self.rtype.get(r) == rtype and self._has(APPLIANCE_ABILITY[verb], held):
-                        add(f"{verb} {self.names[held]} with {self.names[r]}", (verb, held, r))
-            if self.otype.get(held) in KNIVES:
-                for o in sorted(f[1] for f in self.facts if f[0] == "objectatlocation" and f[2] == loc):
-                    if self._has("sliceable", o):
-                        add(f"slice {self.names[o]} with {self.names[held]}", ("slice", o, held))
-        for text in ("help", "inventory", "look"):
-            add(text, (text,))
-        self._commands = out
-        return out
+                    yield f"use {self.names[o]}", ("use", o)
+
+    def _held_commands(self, held: str | None, here: list[str], loc: str) -> Iterator[tuple[str, tuple]]:
+        """Examine the held object, put it down, use an appliance on it, slice with it (a knife)."""
+        if held is None:
+            return
+        yield f"examine {self.names[held]}", ("examine_o", held)
+        for r in here:
+            if self._open_or_not_openable(r) and self._has("cancontain", self.rtype.get(r), self.otype.get(held)):
+                yield f"move {self.names[held]} to {self.names[r]}", ("put", held, r, loc)
+            for verb, rtype in APPLIANCE.items():
+                if self.rtype.get(r) == rtype and self._has(APPLIANCE_ABILITY[verb], held):
+                    yield f"{verb} {self.names[held]} with {self.names[r]}", (verb, held, r)
+        if self.otype.get(held) in KNIVES:
+            for o in sorted(f[1] for f in self.facts if f[0] == "objectatlocation" and f[2] == loc):
+                if self._has("sliceable", o):
+                    yield f"slice {self.names[o]} with {self.names[held]}", ("slice", o, held)
 
     def _in(self, r: str) -> list[str]:
         return sorted(f[1] for f in self.facts if f[0] == "inreceptacle" and f[2] == r)

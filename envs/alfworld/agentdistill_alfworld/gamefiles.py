@@ -29,7 +29,7 @@ def alfworld_data_texts() -> tuple[str, str]:
     except OSError as err:
         raise FileNotFoundError(
             f"the installed alfworld package lacks its data files ({err}); {_INSTALL_HINT}"
-        )
+        ) from err
 
 
 def game_to_json(game: Game, domain_text: str, grammar_text: str) -> dict:

@@ -59,9 +59,9 @@ SPLITS: dict[str, int] = {"train": 3553, "valid_seen": 140, "valid_unseen": 134}
 
 #: Games per task type in each split (ALFWorld's own mix).
 SPLIT_TYPE_COUNTS: dict[str, dict[str, int]] = {
-    "train": dict(zip(TASK_TYPES.values(), (790, 308, 650, 459, 533, 813))),
-    "valid_seen": dict(zip(TASK_TYPES.values(), (35, 13, 27, 16, 25, 24))),
-    "valid_unseen": dict(zip(TASK_TYPES.values(), (24, 18, 31, 23, 21, 17))),
+    "train": dict(zip(TASK_TYPES.values(), (790, 308, 650, 459, 533, 813), strict=True)),
+    "valid_seen": dict(zip(TASK_TYPES.values(), (35, 13, 27, 16, 25, 24), strict=True)),
+    "valid_unseen": dict(zip(TASK_TYPES.values(), (24, 18, 31, 23, 21, 17), strict=True)),
 }
 
 TRAIN_LAYOUTS: range = range(120)
@@ -237,7 +237,13 @@ def _full_layout(layout_id: int) -> Layout:
             location = _fresh_location(rng, used_locations, round(x / 25), round(z / 25))
             receptacles.append(Receptacle(cls, name, location, x, y, z))
 
-    lamps = []
+    lamps = _lamps(rng, room, receptacles, used_ids)
+    return Layout(layout_id, "full", room, tuple(receptacles), tuple(lamps), grid)
+
+
+def _lamps(rng: random.Random, room: str, receptacles: list[Receptacle], used_ids: set[str]) -> list[Thing]:
+    """The lamps of a living room or bedroom, each on its own lamp holder (none in other rooms)."""
+    lamps: list[Thing] = []
     if room in ("livingroom", "bedroom"):
         if room == "livingroom":
             kinds = rng.choice((("DeskLamp",), ("FloorLamp",), ("DeskLamp", "FloorLamp")))
@@ -247,7 +253,8 @@ def _full_layout(layout_id: int) -> Layout:
             )
         holders = [r for r in receptacles if r.thor_class in vocab.LAMP_HOLDERS]
         rng.shuffle(holders)
-        for cls, holder in zip(kinds, holders):  # one lamp per holder: a room with one holder has one lamp
+        # one lamp per holder: a room with one holder has one lamp
+        for cls, holder in zip(kinds, holders, strict=False):
             while True:
                 x, z = holder.x_cm + rng.randint(-30, 30), holder.z_cm + rng.randint(-30, 30)
                 name = vocab.mangle(vocab.thor_object_id(cls, x, holder.y_cm + rng.randint(60, 90), z))
@@ -255,7 +262,7 @@ def _full_layout(layout_id: int) -> Layout:
                     break
             used_ids.add(name)
             lamps.append(Thing(cls, name, holder.name))
-    return Layout(layout_id, "full", room, tuple(receptacles), tuple(lamps), grid)
+    return lamps
 
 
 def _shrink(full: Layout, difficulty: str) -> Layout:
@@ -514,7 +521,7 @@ def _task_type_names(task_types: Iterable[str | int] | None) -> set[str]:
 
 
 @functools.cache
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _split_specs(split: str) -> tuple[tuple[str, int, int], ...]:
     """(task_type, layout_id, placement_seed) of every game of a split, in a fixed shuffled order.
 

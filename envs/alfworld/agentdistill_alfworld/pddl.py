@@ -23,11 +23,11 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 Fact = tuple[str, ...]
 Formula = tuple[Any, ...]
-SExpr = Union[str, list["SExpr"]]
+SExpr = str | list["SExpr"]
 
 
 class PddlError(ValueError):
@@ -145,7 +145,9 @@ def read_game_file(path: str | Path) -> tuple[Problem, str]:
         data = json.loads(Path(path).read_text())
         problem_text, grammar_text = data["pddl_problem"], data["grammar"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise PddlError(f"{path} is not an ALFWorld game.tw-pddl file (JSON with pddl_problem and grammar): {err}")
+        raise PddlError(
+            f"{path} is not an ALFWorld game.tw-pddl file (JSON with pddl_problem and grammar): {err}"
+        ) from err
     return parse_problem(problem_text), goal_text_from_grammar(grammar_text)
 
 
@@ -234,23 +236,7 @@ def _solve(f: Formula, env: dict[str, str], index: FactIndex, by_type) -> Iterat
     """Yield variable bindings under which ``f`` holds (a tiny join engine: atoms bind, others test)."""
     head = f[0]
     if head == "atom":
-        pattern = tuple(env.get(a, a) for a in f[1:])
-        if not any(a.startswith("?") for a in pattern):
-            if pattern in index:
-                yield env
-            return
-        for fact in index.matching(pattern[0]):
-            if len(fact) != len(pattern):
-                continue
-            new = dict(env)
-            for want, got in zip(pattern[1:], fact[1:]):
-                if want.startswith("?"):
-                    if new.setdefault(want, got) != got:
-                        break
-                elif want != got:
-                    break
-            else:
-                yield new
+        yield from _solve_atom(f, env, index)
     elif head == "and":
         yield from _solve_all(list(f[1:]), env, index, by_type)
     elif head == "or":
@@ -260,26 +246,59 @@ def _solve(f: Formula, env: dict[str, str], index: FactIndex, by_type) -> Iterat
         if not any(True for _ in _solve(f[1], env, index, by_type)):
             yield env
     elif head == "=":
-        a, b = env.get(f[1], f[1]), env.get(f[2], f[2])
-        if a.startswith("?") or b.startswith("?"):
-            raise PddlError(f"'=' over an unbound variable in {f!r}")
-        if a == b:
-            yield env
+        yield from _solve_equal(f, env)
     elif head == "exists":
-        quantified = {v for v, _ in f[1]}
-        inner = {k: v for k, v in env.items() if k not in quantified}  # inner variables shadow outer ones
-        for solution in _solve(f[2], inner, index, by_type):
-            if all(_has_type(solution, v, t, by_type) for v, t in f[1]):
-                yield env
-                return
+        yield from _solve_exists(f, env, index, by_type)
     elif head == "forall":
-        variables = [v for v, _ in f[1]]
-        for values in _product([by_type.get(t, []) for _, t in f[1]]):
-            if not any(True for _ in _solve(f[2], {**env, **dict(zip(variables, values))}, index, by_type)):
-                return
-        yield env
+        yield from _solve_forall(f, env, index, by_type)
     else:
         raise PddlError(f"unsupported formula head {head!r}")
+
+
+def _solve_atom(f: Formula, env: dict[str, str], index: FactIndex) -> Iterator[dict[str, str]]:
+    pattern = tuple(env.get(a, a) for a in f[1:])
+    if not any(a.startswith("?") for a in pattern):
+        if pattern in index:
+            yield env
+        return
+    for fact in index.matching(pattern[0]):
+        if len(fact) != len(pattern):
+            continue
+        new = dict(env)
+        for want, got in zip(pattern[1:], fact[1:], strict=True):
+            if want.startswith("?"):
+                if new.setdefault(want, got) != got:
+                    break
+            elif want != got:
+                break
+        else:
+            yield new
+
+
+def _solve_equal(f: Formula, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    a, b = env.get(f[1], f[1]), env.get(f[2], f[2])
+    if a.startswith("?") or b.startswith("?"):
+        raise PddlError(f"'=' over an unbound variable in {f!r}")
+    if a == b:
+        yield env
+
+
+def _solve_exists(f: Formula, env: dict[str, str], index: FactIndex, by_type) -> Iterator[dict[str, str]]:
+    quantified = {v for v, _ in f[1]}
+    inner = {k: v for k, v in env.items() if k not in quantified}  # inner variables shadow outer ones
+    for solution in _solve(f[2], inner, index, by_type):
+        if all(_has_type(solution, v, t, by_type) for v, t in f[1]):
+            yield env
+            return
+
+
+def _solve_forall(f: Formula, env: dict[str, str], index: FactIndex, by_type) -> Iterator[dict[str, str]]:
+    variables = [v for v, _ in f[1]]
+    for values in _product([by_type.get(t, []) for _, t in f[1]]):
+        bound = {**env, **dict(zip(variables, values, strict=True))}
+        if not any(True for _ in _solve(f[2], bound, index, by_type)):
+            return
+    yield env
 
 
 def _solve_all(parts: list[Formula], env, index, by_type) -> Iterator[dict[str, str]]:

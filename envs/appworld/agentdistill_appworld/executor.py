@@ -100,10 +100,11 @@ import time
 import traceback
 import types
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 _LOG = logging.getLogger(__name__)
 

@@ -5,7 +5,9 @@ with the app's name) and its APIs: methods decorated with ``@api``. The decorato
 (parameter names, annotations, defaults) and the descriptions given to it, and builds an ``APISpec`` that the
 ``api_docs`` app serves as JSON. Calls arrive as ``App.call(api_name, kwargs)``, which
 
-1. refuses unknown or missing parameters and wrong types (422, naming the valid parameters),
+1. refuses unknown or missing parameters, wrong types and values SQLite cannot store or match (lone surrogates,
+   integers beyond 64 bits, strings over ``MAX_STRING_BYTES``) (422, naming the valid parameters); null for an
+   optional parameter that is not nullable means its default,
 2. resolves ``access_token`` to the logged-in account for APIs that need one (401 when it is missing,
    unknown or logged out),
 3. runs the method inside a SQLite savepoint (an error leaves the database as it was), and
@@ -33,6 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 MAX_PAGE_LIMIT = 20
+MAX_STRING_BYTES = 32_768
+"""The longest string argument, in UTF-8 bytes: a search pattern is the lower-cased query (at most 1.5 times its
+bytes) between two '%', and SQLite refuses LIKE patterns over 50,000 bytes."""
 
 
 # ------------------------------------------------------------------------------------------------- errors
@@ -192,11 +197,38 @@ def _is(value: Any, json_type: str) -> bool:
                               "object": dict}[json_type])
 
 
+def _unstorable(value: Any) -> str | None:
+    """What in ``value`` (or nested in it) SQLite cannot bind or match, or None. SQLite takes only valid UTF-8
+    text and 64-bit integers, and refuses LIKE patterns over 50,000 bytes; without this check such arguments
+    raised in the host (a crash) instead of giving the agent a 422. Iterative: nesting depth is the agent's."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                size = len(item.encode("utf-8"))
+            except UnicodeEncodeError:
+                return "text that is not valid Unicode (a lone surrogate)"
+            if size > MAX_STRING_BYTES:
+                return f"a string of {size} bytes (at most {MAX_STRING_BYTES} bytes of UTF-8)"
+        elif isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**63:
+            return "an integer outside the 64-bit range"
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+    return None
+
+
 def _check_value(spec: APISpec, param: Param, value: Any) -> Any:
     if value is None:
         if param.nullable or not param.required:
             return None
         raise Unprocessable(f"{spec.app}.{spec.name}: {param.name} must not be null")
+    problem = _unstorable(value)
+    if problem:
+        raise Unprocessable(f"{spec.app}.{spec.name}: {param.name} holds {problem}")
     ok = _is(value, param.type) and (param.type != "array" or not param.items
                                      or all(_is(v, param.items) for v in value))
     if ok and param.type == "number" and not math.isfinite(value):
@@ -266,7 +298,10 @@ class App:
                 if param.required:
                     raise Unprocessable(f"{self.name}.{api_name} is missing the required parameter {param.name!r}")
                 continue
-            args[param.name] = _check_value(spec, param, kwargs[param.name])
+            value = _check_value(spec, param, kwargs[param.name])
+            if value is None and not param.nullable:
+                continue  # null for an optional parameter means its default: the method need not handle None
+            args[param.name] = value
         self.ctx.api_calls += 1
         token = args.pop("access_token", None)
         self.user = self.authenticate(token) if spec.needs_login else None
@@ -289,7 +324,7 @@ class App:
     def rows(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
         cursor = self.db.execute(sql, params)
         columns = [c[0] for c in cursor.description]
-        return [dict(zip(columns, row)) for row in cursor.fetchall()]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
     def row(self, sql: str, params: tuple = (), *, missing: str | None = None) -> dict[str, Any] | None:
         found = self.rows(sql, params)

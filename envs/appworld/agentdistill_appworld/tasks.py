@@ -54,7 +54,7 @@ class Checker:
     results: list[tuple[str, bool]] = field(default_factory=list)
 
     def as_dicts(self, table: str, rows: tuple[tuple, ...] | list[tuple]) -> list[dict[str, Any]]:
-        return [dict(zip(self.columns[table], row)) for row in rows]
+        return [dict(zip(self.columns[table], row, strict=True)) for row in rows]
 
     @cached_property
     def changes(self) -> dict[str, TableDiff]:

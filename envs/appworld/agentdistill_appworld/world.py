@@ -661,7 +661,7 @@ def _playlist(app: Music, rng: random.Random, owner: str, title: str, songs: lis
     added = [_between(rng, max(created, cat.song_release[s]), now - timedelta(days=1)) for s in songs]
     playlist_id = app.insert("music_playlists", {"owner": owner, "title": title, "is_public": int(is_public),
                                                  "created_at": _iso(created), "updated_at": _iso(max(added))})
-    for position, (song_id, at) in enumerate(zip(songs, added), start=1):
+    for position, (song_id, at) in enumerate(zip(songs, added, strict=True), start=1):
         app.insert("music_playlist_songs", {"playlist_id": playlist_id, "song_id": song_id, "position": position,
                                             "added_at": _iso(at)})
 
@@ -697,7 +697,7 @@ def _seed_music_user(app: Music, rng: random.Random, owner: str, since: datetime
     if full:
         favourites = liked[:10] + rng.sample(songs, 10)  # plays lean towards liked songs
         played = [rng.choice(favourites) for _ in range(30)]
-        for song, at in zip(played, sorted(_ago(rng, now, 0, 14) for _ in played)):
+        for song, at in zip(played, sorted(_ago(rng, now, 0, 14) for _ in played), strict=True):
             app.insert("music_plays", {"owner": owner, "song_id": song, "played_at": _iso(at)})
     rated = rng.sample(liked, min(len(liked), rng.randint(8, 14) if full else rng.randint(0, 3)))
     rated += [s for s in rng.sample(songs, 4 if full else 1) if s not in rated]
@@ -885,7 +885,7 @@ def _seed_wallet_transactions(ctx: Context, pop: Population, rng: random.Random,
         ids.append(app.insert("wallet_transactions", {
             "sender": sender, "receiver": receiver, "amount_cents": cents, "note": note, "private": private,
             "request_id": None, "created_at": _iso(at)}))
-    involving = [tid for tid, row in zip(ids, sorted(rows)) if sup.email in (row[1], row[2])]
+    involving = [tid for tid, row in zip(ids, sorted(rows), strict=True) if sup.email in (row[1], row[2])]
     return rng.sample(involving, 2)
 
 
@@ -962,7 +962,7 @@ def _exact_shares(rng: random.Random, total: int, people: list[str]) -> dict[str
     weights = [rng.randint(1, 4) for _ in people]
     shares = [max(1, total * w // sum(weights)) for w in weights]
     shares[0] += total - sum(shares)
-    return dict(zip(people, shares))
+    return dict(zip(people, shares, strict=True))
 
 
 @dataclass
@@ -1087,10 +1087,22 @@ def _bullets(items: list[str]) -> str:
     return "\n".join(f"- {item}" for item in items)
 
 
+#: Notes that are a bullet list drawn from one pool: kind -> (title, pool, (fewest, most) items, tags).
+LIST_NOTES: dict[str, tuple[str, tuple[str, ...], tuple[int, int], tuple[str, ...]]] = {
+    "grocery": ("Grocery list", GROCERIES, (6, 12), ("shopping", "groceries")),
+    "movies": ("Movies to watch", MOVIES, (3, 6), ("movies", "personal")),
+    "packing": ("Packing list", PACKING, (6, 10), ("travel", "lists")),
+    "home": ("Home maintenance", HOME_CHORES, (4, 6), ("home", "chores")),
+    "restaurants": ("Restaurants to try", RESTAURANTS, (3, 6), ("food", "lists")),
+    "weekend": ("Weekend ideas", PLACES, (3, 5), ("plans", "personal")),
+}
+
+
 def _note(kind: str, rng: random.Random, pop: Population, names: dict[str, Any]) -> tuple[str, str, list[str]]:
     """(title, content, tags) of one note of the supervisor."""
-    if kind == "grocery":
-        return "Grocery list", _bullets(rng.sample(GROCERIES, rng.randint(6, 12))), ["shopping", "groceries"]
+    if kind in LIST_NOTES:
+        title, pool, (fewest, most), tags = LIST_NOTES[kind]
+        return title, _bullets(rng.sample(pool, rng.randint(fewest, most))), list(tags)
     if kind == "books":
         books = [f"{title} by {author}" for title, author in rng.sample(BOOKS, rng.randint(4, 7))]
         return "Books to read", _bullets(books), ["books", "personal"]
@@ -1112,22 +1124,12 @@ def _note(kind: str, rng: random.Random, pop: Population, names: dict[str, Any])
         people = [names["partner"], *rng.sample(names["family"], min(2, len(names["family"])))]
         ideas = ("a cookbook", "concert tickets", "a scarf", "a plant", "a photo album", "a board game")
         return "Gift ideas", _bullets([f"{p}: {rng.choice(ideas)}" for p in people]), ["gifts", "personal"]
-    if kind == "movies":
-        return "Movies to watch", _bullets(rng.sample(MOVIES, rng.randint(3, 6))), ["movies", "personal"]
-    if kind == "packing":
-        return "Packing list", _bullets(rng.sample(PACKING, rng.randint(6, 10))), ["travel", "lists"]
     if kind == "workout":
         return "Workout plan", "\n".join(WORKOUTS), ["health", "fitness"]
-    if kind == "home":
-        return "Home maintenance", _bullets(rng.sample(HOME_CHORES, rng.randint(4, 6))), ["home", "chores"]
-    if kind == "restaurants":
-        return "Restaurants to try", _bullets(rng.sample(RESTAURANTS, rng.randint(3, 6))), ["food", "lists"]
     if kind == "budget":
         lines = [f"{item}: {_dollars(rng.randint(50, 400) * 100)}"
                  for item in ("Groceries", "Eating out", "Transport", "Fun", "Savings")]
         return "Monthly budget", "\n".join(lines), ["finance"]
-    if kind == "weekend":
-        return "Weekend ideas", _bullets(rng.sample(PLACES, rng.randint(3, 5))), ["plans", "personal"]
     if kind == "birthdays":
         close = _relations(pop, "partner", "family", "friend")
         lines = [f"{p.full_name}: {p.birthday[5:]}" for p in rng.sample(close, min(len(close), 6))]
@@ -1169,7 +1171,7 @@ def _seed_notes(ctx: Context, pop: Population, rng: random.Random) -> None:
         updated = _between(rng, created, now - timedelta(hours=1)) if rng.random() < 0.5 else created
         notes.append((created, updated, sup.email, title, content, tags))
     pinned = {title for _, _, _, title, _, _ in rng.sample(notes, rng.randint(1, 2))}
-    for (_, title, content, tags), owner in zip(shared, sharers):
+    for (_, title, content, tags), owner in zip(shared, sharers, strict=True):
         created = _ago(rng, now, 5, 120)
         notes.append((created, created, owner.email, title, content, tags))
     others = [pid for pid in ids if pid not in (sup.person_id, *[p.person_id for p in sharers])]
@@ -1185,7 +1187,7 @@ def _seed_notes(ctx: Context, pop: Population, rng: random.Random) -> None:
         for tag in sorted(tags):
             app.insert("notes_tags", {"note_id": note_id, "tag": tag})
         note_ids[(owner, title)] = (note_id, created)
-    shares = [(owner.email, title, sup.email) for (_, title, _, _), owner in zip(shared, sharers)]
+    shares = [(owner.email, title, sup.email) for (_, title, _, _), owner in zip(shared, sharers, strict=True)]
     mine = [(o, t) for (o, t) in note_ids if o == sup.email]
     shares.append((*rng.choice(mine), partner.email))
     for owner, title, reader in shares:

@@ -144,6 +144,8 @@ class SokobanEnv(gym.Env[str, str]):
                 f"reset options take one of 'level_seed' (int) or 'level' (grid text), got {sorted(options)}"
             )
         if "level" in options:
+            if not isinstance(options["level"], str):  # else Level.from_text fails with an AttributeError
+                raise ValueError(f"options['level'] must be the level's grid text (a str), got {options['level']!r}")
             level = Level.from_text(options["level"])
             if level.won:
                 raise ValueError("the given level is already solved; put at least one box off its target")

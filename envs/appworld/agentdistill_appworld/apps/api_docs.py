@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from agentdistill_appworld.framework import App, NotFound, api
 
@@ -41,7 +41,7 @@ class APIDocs(App):
     @api("Search the API descriptions for words of the query.", login=False,
          response=[{"app_name": "string", "api_name": "string", "description": "string"}],
          query="Words to look for, e.g. 'send money'.", app_name="Only search this app (null: all apps).")
-    def search_api_docs(self, query: str, app_name: Optional[str] = None) -> list[dict[str, str]]:
+    def search_api_docs(self, query: str, app_name: str | None = None) -> list[dict[str, str]]:
         words = [w for w in query.lower().split() if w]
         apps = [self._app(app_name)] if app_name else [a for _, a in sorted(self.ctx.apps.items())]
         hits = []

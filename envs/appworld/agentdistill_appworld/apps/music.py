@@ -29,7 +29,7 @@ tables above directly.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Optional
+from typing import Any
 
 from agentdistill_appworld.framework import (
     PAGE_DOCS,
@@ -112,7 +112,7 @@ def _playlist(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _order(sort_by: Optional[str], allowed: tuple[str, ...], prefix: str, id_column: str, descending: bool) -> str:
+def _order(sort_by: str | None, allowed: tuple[str, ...], prefix: str, id_column: str, descending: bool) -> str:
     if sort_by is None:
         return id_column
     if sort_by not in allowed:
@@ -170,7 +170,7 @@ class Music(AccountApp):
             raise ValueError("an artist needs a name and a genre")
         return self.insert("music_artists", {"name": name, "genre": genre.lower()})
 
-    def add_album(self, title: str, artist_id: int, release_date: str, genre: Optional[str] = None) -> int:
+    def add_album(self, title: str, artist_id: int, release_date: str, genre: str | None = None) -> int:
         """Insert an album (genre defaults to the artist's); returns its album_id."""
         artist = self.row("SELECT genre FROM music_artists WHERE artist_id = ?", (artist_id,))
         if artist is None:
@@ -180,9 +180,9 @@ class Music(AccountApp):
                                             "genre": (genre or artist["genre"]).lower(),
                                             "release_date": release_date})
 
-    def add_song(self, title: str, artist_id: int, duration_s: int, *, album_id: Optional[int] = None,
-                 release_date: Optional[str] = None, genre: Optional[str] = None, play_count: int = 0,
-                 track_number: Optional[int] = None) -> int:
+    def add_song(self, title: str, artist_id: int, duration_s: int, *, album_id: int | None = None,
+                 release_date: str | None = None, genre: str | None = None, play_count: int = 0,
+                 track_number: int | None = None) -> int:
         """Insert a song; returns its song_id.
 
         On an album, genre and release_date default to the album's and track_number to the next free one; a
@@ -245,8 +245,8 @@ class Music(AccountApp):
          artist_id="Only songs by this artist (null: any).", album_id="Only songs on this album (null: any).",
          sort_by="'play_count' or 'release_date' (null: catalogue order, by song_id).",
          descending="With sort_by: largest/newest first (true) or smallest/oldest first (false).", **PAGE_DOCS)
-    def search_songs(self, query: str = "", genre: Optional[str] = None, artist_id: Optional[int] = None,
-                     album_id: Optional[int] = None, sort_by: Optional[str] = None, descending: bool = True,
+    def search_songs(self, query: str = "", genre: str | None = None, artist_id: int | None = None,
+                     album_id: int | None = None, sort_by: str | None = None, descending: bool = True,
                      page_index: int = 0, page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         order = _order(sort_by, SONG_SORTS, "s.", "s.song_id", descending)
@@ -263,8 +263,8 @@ class Music(AccountApp):
          artist_id="Only albums by this artist (null: any).",
          sort_by="'play_count' (sum over its songs) or 'release_date' (null: catalogue order, by album_id).",
          descending="With sort_by: largest/newest first (true) or smallest/oldest first (false).", **PAGE_DOCS)
-    def search_albums(self, query: str = "", genre: Optional[str] = None, artist_id: Optional[int] = None,
-                      sort_by: Optional[str] = None, descending: bool = True, page_index: int = 0,
+    def search_albums(self, query: str = "", genre: str | None = None, artist_id: int | None = None,
+                      sort_by: str | None = None, descending: bool = True, page_index: int = 0,
                       page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         order = _order(sort_by, ALBUM_SORTS, "", "album_id", descending)
@@ -280,7 +280,7 @@ class Music(AccountApp):
          genre="Only artists of this genre (case-insensitive; null: any).",
          sort_by="'follower_count' or 'play_count' (sum over their songs) (null: catalogue order, by artist_id).",
          descending="With sort_by: largest first (true) or smallest first (false).", **PAGE_DOCS)
-    def search_artists(self, query: str = "", genre: Optional[str] = None, sort_by: Optional[str] = None,
+    def search_artists(self, query: str = "", genre: str | None = None, sort_by: str | None = None,
                        descending: bool = True, page_index: int = 0, page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         order = _order(sort_by, ARTIST_SORTS, "", "artist_id", descending)
@@ -436,7 +436,7 @@ class Music(AccountApp):
          playlist_id="The playlist's id.", song_id="The song's id (a song can be in a playlist only once).",
          position="Where to insert it, 1 = first (null: at the end); later songs move down one.")
     def add_song_to_playlist(self, playlist_id: int, song_id: int,
-                             position: Optional[int] = None) -> dict[str, str]:
+                             position: int | None = None) -> dict[str, str]:
         self._own_playlist(playlist_id)
         self._song(song_id)
         order = self._playlist_order(playlist_id)
@@ -572,7 +572,7 @@ class Music(AccountApp):
                             f"playlists (see music.show_playlist_library)")
         return playlist
 
-    def _free_title(self, title: str, playlist_id: Optional[int] = None) -> str:
+    def _free_title(self, title: str, playlist_id: int | None = None) -> str:
         title = clean_text(title, "title", MAX_TITLE)
         clash = self.row("SELECT playlist_id FROM music_playlists WHERE owner = ? AND lower(title) = lower(?) "
                          "AND playlist_id != ?", (self.user, title, playlist_id or 0))

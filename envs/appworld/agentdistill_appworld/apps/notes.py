@@ -16,7 +16,7 @@ newest ``note_id``. Tags in outputs are sorted.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from agentdistill_appworld.framework import (
     PAGE_DOCS,
@@ -68,7 +68,7 @@ class Notes(AccountApp):
          title="The note's title (at most 200 characters).", content="The note's text ('' for none).",
          tags="Tags, e.g. ['recipes', 'work'] (stored lower-cased; duplicates are merged).",
          pinned="Pin it to the top of your notes.")
-    def create_note(self, title: str, content: str = "", tags: Optional[list[str]] = None,
+    def create_note(self, title: str, content: str = "", tags: list[str] | None = None,
                     pinned: bool = False) -> dict[str, Any]:
         title = clean_text(title, "title", MAX_TITLE)
         clean = sorted({_tag(t) for t in tags or []})
@@ -82,7 +82,7 @@ class Notes(AccountApp):
          query="Text to look for in the title or content, case-insensitive ('' lists all).",
          tag="Only notes with this tag (null: any).", pinned="Only pinned (true) or unpinned (false) notes "
          "(null: both).", **PAGE_DOCS)
-    def search_notes(self, query: str = "", tag: Optional[str] = None, pinned: Optional[bool] = None,
+    def search_notes(self, query: str = "", tag: str | None = None, pinned: bool | None = None,
                      page_index: int = 0, page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         tag = None if tag is None else _tag(tag)
@@ -110,8 +110,8 @@ class Notes(AccountApp):
 
     @api("Change a note's title and/or content (only those given).", response=MESSAGE, note_id="The note's id.",
          title="The new title.", content="The new content (replaces the old; see append_to_note to add).")
-    def update_note(self, note_id: int, title: Optional[str] = None,
-                    content: Optional[str] = None) -> dict[str, str]:
+    def update_note(self, note_id: int, title: str | None = None,
+                    content: str | None = None) -> dict[str, str]:
         self._own(note_id)
         if title is None and content is None:
             raise Unprocessable("give title and/or content to update")

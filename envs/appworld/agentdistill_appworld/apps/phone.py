@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from agentdistill_appworld.framework import PAGE_DOCS, AccountApp, Conflict, Unprocessable, api, paginate
 
@@ -50,7 +50,7 @@ class Phone(AccountApp):
     @api("Search your contacts by name, email or phone number, optionally by relationship.",
          response=[CONTACT], query="Text to look for in the name, email or phone number ('' lists all).",
          relationship="Only contacts with this relationship, e.g. 'roommate' (null: any).", **PAGE_DOCS)
-    def search_contacts(self, query: str = "", relationship: Optional[str] = None, page_index: int = 0,
+    def search_contacts(self, query: str = "", relationship: str | None = None, page_index: int = 0,
                         page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         like = f"%{query.lower()}%"
@@ -69,9 +69,9 @@ class Phone(AccountApp):
          first_name="First name.", last_name="Last name.", phone_number="10-digit phone number.",
          email="Email address (optional).", relationships="Relationships, e.g. ['friend', 'coworker'].",
          birthday="Birthday, YYYY-MM-DD (optional).", home_address="Home address (optional).")
-    def add_contact(self, first_name: str, last_name: str, phone_number: str, email: Optional[str] = None,
-                    relationships: Optional[list[str]] = None, birthday: Optional[str] = None,
-                    home_address: Optional[str] = None) -> dict[str, Any]:
+    def add_contact(self, first_name: str, last_name: str, phone_number: str, email: str | None = None,
+                    relationships: list[str] | None = None, birthday: str | None = None,
+                    home_address: str | None = None) -> dict[str, Any]:
         _check_phone(phone_number)
         if self.row("SELECT 1 AS x FROM phone_contacts WHERE owner = ? AND phone_number = ?",
                     (self.user, phone_number)):
@@ -86,10 +86,10 @@ class Phone(AccountApp):
          contact_id="The contact's id.", first_name="New first name.", last_name="New last name.",
          phone_number="New phone number.", email="New email.", relationships="New list of relationships.",
          birthday="New birthday, YYYY-MM-DD.", home_address="New home address.")
-    def update_contact(self, contact_id: int, first_name: Optional[str] = None, last_name: Optional[str] = None,
-                       phone_number: Optional[str] = None, email: Optional[str] = None,
-                       relationships: Optional[list[str]] = None, birthday: Optional[str] = None,
-                       home_address: Optional[str] = None) -> dict[str, str]:
+    def update_contact(self, contact_id: int, first_name: str | None = None, last_name: str | None = None,
+                       phone_number: str | None = None, email: str | None = None,
+                       relationships: list[str] | None = None, birthday: str | None = None,
+                       home_address: str | None = None) -> dict[str, str]:
         self._own_contact(contact_id)
         if phone_number is not None:
             _check_phone(phone_number)
@@ -121,7 +121,7 @@ class Phone(AccountApp):
     @api("Search your text messages (sent and received), newest first.", response=[MESSAGE],
          query="Text to look for in the message ('' lists all).",
          phone_number="Only messages with this phone number (null: any).", **PAGE_DOCS)
-    def search_text_messages(self, query: str = "", phone_number: Optional[str] = None, page_index: int = 0,
+    def search_text_messages(self, query: str = "", phone_number: str | None = None, page_index: int = 0,
                              page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         return self.rows(
@@ -164,7 +164,7 @@ class Phone(AccountApp):
 
     @api("Create an alarm.", response={"alarm_id": "integer", "message": "string"},
          time="HH:MM, 24-hour.", label="A label.", repeat_days="Days it repeats, e.g. ['monday'] ([] = once).")
-    def create_alarm(self, time: str, label: str = "", repeat_days: Optional[list[str]] = None) -> dict[str, Any]:
+    def create_alarm(self, time: str, label: str = "", repeat_days: list[str] | None = None) -> dict[str, Any]:
         _check_time(time)
         days = [d.lower() for d in repeat_days or []]
         bad = [d for d in days if d not in DAYS]
@@ -177,8 +177,8 @@ class Phone(AccountApp):
     @api("Turn an alarm on or off, or change its time or label.", response={"message": "string"},
          alarm_id="The alarm's id.", enabled="On (true) or off (false).", time="New time, HH:MM.",
          label="New label.")
-    def update_alarm(self, alarm_id: int, enabled: Optional[bool] = None, time: Optional[str] = None,
-                     label: Optional[str] = None) -> dict[str, str]:
+    def update_alarm(self, alarm_id: int, enabled: bool | None = None, time: str | None = None,
+                     label: str | None = None) -> dict[str, str]:
         self._own_alarm(alarm_id)
         if time is not None:
             _check_time(time)

@@ -30,7 +30,7 @@ deterministically (ties broken by id); people are listed by email.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Optional
+from typing import Any
 
 from agentdistill_appworld.framework import (
     PAGE_DOCS,
@@ -43,7 +43,6 @@ from agentdistill_appworld.framework import (
     paginate,
 )
 from agentdistill_appworld.values import MAX_AMOUNT_CENTS, check_date, fmt_cents, money, to_cents
-
 
 MESSAGE = {"message": "string"}
 PERSON = {"email": "string", "first_name": "string", "last_name": "string"}
@@ -227,9 +226,9 @@ class SplitBill(AccountApp):
          split_with="Emails to split the total equally among (the payer too if they share it).",
          shares="Exact shares, {email: dollars}, summing to the total, e.g. {'a@x.com': 12.5, 'b@x.com': 7.5}.",
          date="The expense's date, YYYY-MM-DD (null: today).")
-    def add_expense(self, title: str, amount: float, paid_by_email: Optional[str] = None,
-                    group_id: Optional[int] = None, split_with: Optional[list[str]] = None,
-                    shares: Optional[dict[str, float]] = None, date: Optional[str] = None) -> dict[str, Any]:
+    def add_expense(self, title: str, amount: float, paid_by_email: str | None = None,
+                    group_id: int | None = None, split_with: list[str] | None = None,
+                    shares: dict[str, float] | None = None, date: str | None = None) -> dict[str, Any]:
         if not title.strip():
             raise Unprocessable("title must not be empty")
         total = to_cents(amount)
@@ -255,10 +254,10 @@ class SplitBill(AccountApp):
          end_date="Only expenses dated on or before this day, YYYY-MM-DD (null: no limit).",
          min_amount="Only expenses with a total of at least this many dollars (null: no limit).",
          max_amount="Only expenses with a total of at most this many dollars (null: no limit).", **PAGE_DOCS)
-    def show_expenses(self, group_id: Optional[int] = None, query: str = "", paid_by_email: Optional[str] = None,
-                      involving_email: Optional[str] = None, start_date: Optional[str] = None,
-                      end_date: Optional[str] = None, min_amount: Optional[float] = None,
-                      max_amount: Optional[float] = None, page_index: int = 0,
+    def show_expenses(self, group_id: int | None = None, query: str = "", paid_by_email: str | None = None,
+                      involving_email: str | None = None, start_date: str | None = None,
+                      end_date: str | None = None, min_amount: float | None = None,
+                      max_amount: float | None = None, page_index: int = 0,
                       page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         where, params = [_EXPENSE_VISIBLE], {"me": self.user, "limit": limit, "offset": offset}
@@ -306,9 +305,9 @@ class SplitBill(AccountApp):
          amount="New total, in dollars (> 0, at most 2 decimals).", paid_by_email="New payer.",
          split_with="New list of emails to split equally among.",
          shares="New exact shares, {email: dollars}, summing to the total.", date="New date, YYYY-MM-DD.")
-    def update_expense(self, expense_id: int, title: Optional[str] = None, amount: Optional[float] = None,
-                       paid_by_email: Optional[str] = None, split_with: Optional[list[str]] = None,
-                       shares: Optional[dict[str, float]] = None, date: Optional[str] = None) -> dict[str, Any]:
+    def update_expense(self, expense_id: int, title: str | None = None, amount: float | None = None,
+                       paid_by_email: str | None = None, split_with: list[str] | None = None,
+                       shares: dict[str, float] | None = None, date: str | None = None) -> dict[str, Any]:
         expense = self._visible_expense(expense_id)
         if all(v is None for v in (title, amount, paid_by_email, split_with, shares, date)):
             raise Unprocessable("give at least one field to update")
@@ -397,8 +396,8 @@ class SplitBill(AccountApp):
          from_email="Who paid (null: you). Outside a group, you must be one of the two.",
          group_id="The group it settles (null: outside any group).", note="A note, e.g. 'cash'.",
          date="The payment's date, YYYY-MM-DD (null: today).")
-    def record_payment(self, to_email: str, amount: float, from_email: Optional[str] = None,
-                       group_id: Optional[int] = None, note: str = "", date: Optional[str] = None) -> dict[str, Any]:
+    def record_payment(self, to_email: str, amount: float, from_email: str | None = None,
+                       group_id: int | None = None, note: str = "", date: str | None = None) -> dict[str, Any]:
         cents = to_cents(amount)
         payer = self.user if from_email is None else from_email
         if group_id is not None:
@@ -418,7 +417,7 @@ class SplitBill(AccountApp):
     @api("List the payments you can see (your groups' and your own), newest first.", response=[PAYMENT],
          group_id="Only this group's payments (null: any, including outside groups).",
          email="Only payments this person made or received (null: anyone).", **PAGE_DOCS)
-    def show_payments(self, group_id: Optional[int] = None, email: Optional[str] = None, page_index: int = 0,
+    def show_payments(self, group_id: int | None = None, email: str | None = None, page_index: int = 0,
                       page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         if group_id is not None:
@@ -464,7 +463,7 @@ class SplitBill(AccountApp):
                         (self.user, group_id),
                         missing=f"no group with group_id {group_id} among yours; see apis.splitbill.show_groups()")
 
-    def _group_name(self, name: str, exclude: Optional[int] = None) -> str:
+    def _group_name(self, name: str, exclude: int | None = None) -> str:
         name = name.strip()
         if not name:
             raise Unprocessable("name must not be empty")
@@ -476,14 +475,14 @@ class SplitBill(AccountApp):
                            "name")
         return name
 
-    def _check_person(self, group_id: Optional[int], email: str, name: str) -> None:
+    def _check_person(self, group_id: int | None, email: str, name: str) -> None:
         self._user_exists(email)
         if group_id is not None and not self._is_member(group_id, email):
             raise Unprocessable(f"{name} {email} is not a member of group {group_id}; add them with "
                                 f"apis.splitbill.add_group_member(group_id={group_id}, email='{email}')")
 
-    def _split(self, group_id: Optional[int], total: int, split_with: Optional[list[str]],
-               shares: Optional[dict[str, float]]) -> tuple[str, dict[str, int]]:
+    def _split(self, group_id: int | None, total: int, split_with: list[str] | None,
+               shares: dict[str, float] | None) -> tuple[str, dict[str, int]]:
         if split_with is not None and shares is not None:
             raise Unprocessable("give split_with (equal split) or shares (exact split), not both")
         if shares is not None:
@@ -494,8 +493,8 @@ class SplitBill(AccountApp):
                 self._check_person(group_id, email, "shares entry")
                 split[email] = to_cents(value, f"shares[{email!r}]")
             if sum(split.values()) != total:
-                raise Unprocessable(f"shares sum to {fmt_cents(sum(split.values()))} but the amount is {fmt_cents(total)}; "
-                                    "make the shares sum to the total")
+                raise Unprocessable(f"shares sum to {fmt_cents(sum(split.values()))} but the amount is "
+                                    f"{fmt_cents(total)}; make the shares sum to the total")
             return "exact", split
         if split_with is None:
             if group_id is None:
@@ -508,12 +507,12 @@ class SplitBill(AccountApp):
             self._check_person(group_id, email, "split_with entry")
         return "equal", equal_split(total, split_with)
 
-    def _check_involved(self, group_id: Optional[int], paid_by: str, split: dict[str, int]) -> None:
+    def _check_involved(self, group_id: int | None, paid_by: str, split: dict[str, int]) -> None:
         if group_id is None and self.user != paid_by and self.user not in split:
             raise Unprocessable("an expense outside a group must be paid or shared by you; include yourself in "
                                 "split_with or shares, or give group_id")
 
-    def _date(self, date: Optional[str]) -> str:
+    def _date(self, date: str | None) -> str:
         return self.now[:10] if date is None else check_date(date, "date")
 
     def _write_shares(self, expense_id: int, split: dict[str, int]) -> None:

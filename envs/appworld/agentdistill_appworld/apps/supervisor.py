@@ -4,7 +4,7 @@ and ``complete_task``, which ends the episode."""
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 from agentdistill_appworld.framework import App, Unprocessable, api
 
@@ -53,7 +53,7 @@ class Supervisor(App):
          response={"message": "string"},
          answer="The answer, for tasks that ask a question; leave null for tasks that only ask for changes.",
          status="'success' (default) or 'fail'.")
-    def complete_task(self, answer: Optional[Any] = None, status: str = "success") -> dict[str, str]:
+    def complete_task(self, answer: Any | None = None, status: str = "success") -> dict[str, str]:
         if status not in ("success", "fail"):
             raise Unprocessable(f"status must be 'success' or 'fail', got {status!r}")
         # JSON keeps the answer's type (3 and "3" differ) for the evaluator.

@@ -19,7 +19,7 @@ oldest first. Completing and un-completing are ``mark_task_complete`` / ``mark_t
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Optional
+from typing import Any
 
 from agentdistill_appworld.framework import (
     PAGE_DOCS,
@@ -151,12 +151,13 @@ class Todo(AccountApp):
 
     # ---------------------------------------------------------------------------------------------- tasks
 
-    @api("Create a task.", response={"task_id": "integer", "message": "string"}, params={"description": DESCRIPTION_DOC},
-         title="The task's title (at most 200 characters).", due_date="Due date, YYYY-MM-DD (null: none).",
+    @api("Create a task.", response={"task_id": "integer", "message": "string"},
+         params={"description": DESCRIPTION_DOC}, title="The task's title (at most 200 characters).",
+         due_date="Due date, YYYY-MM-DD (null: none).",
          priority="1 (urgent), 2, 3 or 4 (low).", labels="Labels, e.g. ['errand', 'home'] (stored lower-cased).",
          project_id="The project to put it in (null: no project); it must not be archived.")
-    def create_task(self, title: str, description: str = "", due_date: Optional[str] = None, priority: int = 4,
-                    labels: Optional[list[str]] = None, project_id: Optional[int] = None) -> dict[str, Any]:
+    def create_task(self, title: str, description: str = "", due_date: str | None = None, priority: int = 4,
+                    labels: list[str] | None = None, project_id: int | None = None) -> dict[str, Any]:
         title = clean_text(title, "title", 200)
         if due_date is not None:
             _date(due_date, "due_date")
@@ -179,9 +180,9 @@ class Todo(AccountApp):
          due_before="Only tasks due on or before this date, YYYY-MM-DD (null: no bound).",
          due_after="Only tasks due on or after this date, YYYY-MM-DD (null: no bound).",
          priority="Only tasks of this priority, 1 to 4 (null: any).", **PAGE_DOCS)
-    def search_tasks(self, query: str = "", project_id: Optional[int] = None, label: Optional[str] = None,
-                     completed: Optional[bool] = None, due_before: Optional[str] = None,
-                     due_after: Optional[str] = None, priority: Optional[int] = None, page_index: int = 0,
+    def search_tasks(self, query: str = "", project_id: int | None = None, label: str | None = None,
+                     completed: bool | None = None, due_before: str | None = None,
+                     due_after: str | None = None, priority: int | None = None, page_index: int = 0,
                      page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         if project_id is not None:
@@ -213,9 +214,9 @@ class Todo(AccountApp):
          title="The new title.", due_date="The new due date, YYYY-MM-DD ('' removes the due date).",
          priority="The new priority, 1 (urgent) to 4 (low).", labels="The new labels (replace the old; [] clears).",
          project_id="Move it to this project (0 takes it out of any project); it must not be archived.")
-    def update_task(self, task_id: int, title: Optional[str] = None, description: Optional[str] = None,
-                    due_date: Optional[str] = None, priority: Optional[int] = None,
-                    labels: Optional[list[str]] = None, project_id: Optional[int] = None) -> dict[str, str]:
+    def update_task(self, task_id: int, title: str | None = None, description: str | None = None,
+                    due_date: str | None = None, priority: int | None = None,
+                    labels: list[str] | None = None, project_id: int | None = None) -> dict[str, str]:
         self._task(task_id)
         changes: dict[str, Any] = {}
         if title is not None:
@@ -302,7 +303,7 @@ class Todo(AccountApp):
                                 f"unarchive it first with todo.unarchive_project")
         return project
 
-    def _free_name(self, name: str, project_id: Optional[int] = None) -> str:
+    def _free_name(self, name: str, project_id: int | None = None) -> str:
         name = clean_text(name, "name", 100)
         clash = self.row("SELECT project_id FROM todo_projects WHERE owner = ? AND lower(name) = lower(?) AND "
                          "project_id != ?", (self.user, name, project_id or 0))

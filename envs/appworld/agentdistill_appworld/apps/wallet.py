@@ -26,7 +26,7 @@ otherwise, with the row id breaking ties, so every ordering is deterministic.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from agentdistill_appworld.framework import (
     PAGE_DOCS,
@@ -39,7 +39,6 @@ from agentdistill_appworld.framework import (
     paginate,
 )
 from agentdistill_appworld.values import check_date, fmt_cents, money, to_cents
-
 
 MESSAGE = {"message": "string"}
 BALANCE = {"balance": "number"}
@@ -182,7 +181,7 @@ class Wallet(AccountApp):
 
     @api("List your deposits from cards and withdrawals to banks, newest first.", response=[TRANSFER],
          kind="'deposit' or 'withdrawal' (null: both).", **PAGE_DOCS)
-    def show_balance_transfers(self, kind: Optional[str] = None, page_index: int = 0,
+    def show_balance_transfers(self, kind: str | None = None, page_index: int = 0,
                                page_limit: int = 5) -> list[dict[str, Any]]:
         if kind not in (None, "deposit", "withdrawal"):
             raise Unprocessable(f"kind must be 'deposit', 'withdrawal' or null, got {kind!r}")
@@ -261,9 +260,9 @@ class Wallet(AccountApp):
          end_date="Only payments on or before this date, YYYY-MM-DD (null: no limit).",
          min_amount="Only payments of at least this many dollars (null: no limit).",
          max_amount="Only payments of at most this many dollars (null: no limit).", **PAGE_DOCS)
-    def show_transactions(self, direction: Optional[str] = None, email: Optional[str] = None, query: str = "",
-                          start_date: Optional[str] = None, end_date: Optional[str] = None,
-                          min_amount: Optional[float] = None, max_amount: Optional[float] = None,
+    def show_transactions(self, direction: str | None = None, email: str | None = None, query: str = "",
+                          start_date: str | None = None, end_date: str | None = None,
+                          min_amount: float | None = None, max_amount: float | None = None,
                           page_index: int = 0, page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         if direction == "sent":
@@ -389,8 +388,8 @@ class Wallet(AccountApp):
          response=[REQUEST], direction="'incoming' or 'outgoing' (null: both).",
          status="'pending', 'approved', 'denied' or 'cancelled' (null: any).",
          email="Only requests with this user, the other side of the request (null: anyone).", **PAGE_DOCS)
-    def show_payment_requests(self, direction: Optional[str] = None, status: Optional[str] = None,
-                              email: Optional[str] = None, page_index: int = 0,
+    def show_payment_requests(self, direction: str | None = None, status: str | None = None,
+                              email: str | None = None, page_index: int = 0,
                               page_limit: int = 5) -> list[dict[str, Any]]:
         limit, offset = paginate(page_index, page_limit)
         if direction == "incoming":
@@ -453,12 +452,13 @@ class Wallet(AccountApp):
     def _debit(self, username: str, cents: int, what: str) -> None:
         balance = self._balance(username)
         if balance < cents:
-            raise Unprocessable(f"your balance is {fmt_cents(balance)}, too low to {what} {fmt_cents(cents)}; add money "
-                                "with apis.wallet.add_money_from_card(amount=..., card_name=..., card_number=...)")
+            raise Unprocessable(f"your balance is {fmt_cents(balance)}, too low to {what} {fmt_cents(cents)}; "
+                                "add money with apis.wallet.add_money_from_card("
+                                "amount=..., card_name=..., card_number=...)")
         self._adjust(username, -cents)
 
     def _transfer(self, sender: str, receiver: str, cents: int, note: str, private: bool,
-                  request_id: Optional[int]) -> int:
+                  request_id: int | None) -> int:
         self._debit(sender, cents, "pay")
         self._adjust(receiver, cents)
         return self.insert("wallet_transactions", {
@@ -503,6 +503,6 @@ class Wallet(AccountApp):
             raise Conflict(f"request {request_id} is already {found['status']}; only pending requests can change")
         return found
 
-    def _set_status(self, request_id: int, status: str, transaction_id: Optional[int]) -> None:
+    def _set_status(self, request_id: int, status: str, transaction_id: int | None) -> None:
         self.db.execute("UPDATE wallet_requests SET status = ?, transaction_id = ?, updated_at = ? "
                         "WHERE request_id = ?", (status, transaction_id, self.now, request_id))

@@ -13,7 +13,6 @@ from agentdistill_appworld.scenarios.common import login
 from agentdistill_appworld.scenarios.common import supervisor as _supervisor
 from agentdistill_appworld.tasks import Checker, Scenario
 
-
 # ---------------------------------------------------------------------- count contacts by relationship (question)
 
 COUNT_KINDS = {1: "roommate", 2: "family", 3: "friend"}
@@ -63,7 +62,8 @@ def _pay_pick(ctx: Context, k: int) -> dict[str, Any]:
 
 
 def _pay_solution(p: Mapping[str, Any]) -> str:
-    return login("phone") + login("wallet") + f'''match = apis.phone.search_contacts(access_token=phone_token, query="{p["name"]}")[0]
+    return login("phone") + login("wallet") + f'''match = apis.phone.search_contacts(access_token=phone_token, \
+query="{p["name"]}")[0]
 apis.wallet.send_money(access_token=wallet_token, receiver_email=match["email"], amount={p["amount"]},
                        note="{p["note"]}")
 apis.supervisor.complete_task()
@@ -175,7 +175,8 @@ def _card_pick(ctx: Context, k: int) -> dict[str, Any]:
 CARD_EXPIRY = Scenario(
     name="my_card_expiry", kind="question", apps=("supervisor",), pick=_card_pick,
     instruction=lambda p: f"When does my '{p['card']}' payment card expire? Answer as it is written on file (MM/YY).",
-    solution=lambda p: (f'''card = [c for c in apis.supervisor.show_payment_cards() if c["card_name"] == "{p["card"]}"][0]
+    solution=lambda p: (f'''card = [c for c in apis.supervisor.show_payment_cards() \
+if c["card_name"] == "{p["card"]}"][0]
 apis.supervisor.complete_task(answer=card["expiry"])
 '''), check=_answer_only)
 

@@ -34,4 +34,4 @@ def contacts(ctx: Context, relationship: str) -> list[tuple]:
 def rows(ctx: Context, sql: str, params: tuple = ()) -> list[dict[str, Any]]:
     cursor = ctx.db.execute(sql, params)
     names = [c[0] for c in cursor.description]
-    return [dict(zip(names, r)) for r in cursor.fetchall()]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
@@ -131,10 +132,8 @@ def _answer_dollars(c: Checker, cents: int) -> bool:
     """A money answer: a number (or a numeric string, '$' and ',' allowed) equal to ``cents`` to the cent."""
     answer = c.answer
     if isinstance(answer, str):
-        try:
+        with contextlib.suppress(ValueError):
             answer = float(answer.strip().lstrip("$").replace(",", ""))
-        except ValueError:
-            pass
     ok = isinstance(answer, (int, float)) and not isinstance(answer, bool) and round(answer * 100) == cents
     return c.require(ok, f"the answer is {cents / 100:.2f} (got {c.answer!r})")
 
@@ -636,10 +635,7 @@ def _expense_pick(ctx: Context, k: int) -> dict[str, Any]:
     groups = _my_groups(ctx)
     partner = _of_kind(ctx, "partner")[0]
     home = next(g for g in groups if partner["email"] in {m["email"] for m in _members(ctx, g["group_id"])})
-    if k == 3 and len(groups) > 1:
-        group = rng.choice([g for g in groups if g["group_id"] != home["group_id"]])
-    else:
-        group = home
+    group = rng.choice([g for g in groups if g["group_id"] != home["group_id"]]) if k == 3 and len(groups) > 1 else home
     members = _members(ctx, group["group_id"])
     payer = {"email": me, "name": None}
     split = [m["email"] for m in members]

@@ -764,9 +764,9 @@ def _text_instruction(p: Mapping[str, Any]) -> str:
 def _text_solution(p: Mapping[str, Any]) -> str:
     kind, value = p["scope"]
     if kind == "week":
-        scope = '''import datetime
-scope = {"due_after": datetime.date.today().isoformat(), "due_before": "%s"}
-''' % value
+        scope = f'''import datetime
+scope = {{"due_after": datetime.date.today().isoformat(), "due_before": "{value}"}}
+'''
     else:
         scope = _scope_code((kind, value))
     return login("todo") + login("phone") + EVERY + scope + _consts(KINDS=list(CIRCLES[p["circle"]])) + '''\
