@@ -119,6 +119,7 @@ def train(cfg: GRPOConfig) -> RunResult:
         # ---- rollout: B tasks × G samples from the student (student view); sampling seeded by the step
         result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step)
         episodes = usable_episodes(result.episodes, cfg.max_error_rate)
+        sampled = round_metrics(run, result)  # before the update: gap vs the sampling weights
 
         # ---- advantages: episode reward → group-centred advantage, shared by every turn of the episode
         rewards_E = episode_rewards(episodes, cfg.truncation_reward)
@@ -142,7 +143,7 @@ def train(cfg: GRPOConfig) -> RunResult:
         # ---- sync the sampler, log, evaluate, checkpoint
         sync_sampler(policy, model)
         metrics = log_step(run, step, {
-            **round_metrics(run, result),
+            **sampled,
             "mean_reward": float(rewards_E.mean()) if len(episodes) else 0.0,
             "zero_adv_fraction": len(zero) / max(len({ep.group_id for ep in episodes}), 1),
             "clip_fraction": stats.clipped / stats.tokens if stats.tokens else 0.0,

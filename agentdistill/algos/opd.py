@@ -137,6 +137,7 @@ def train(cfg: OPDConfig) -> RunResult:
         # ---- rollout: student view, sampling seeded by the step (a resumed run samples the same)
         result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step)
         episodes = usable_episodes(result.episodes, cfg.max_error_rate)
+        sampled = round_metrics(run, result)  # before the update: gap vs the sampling weights
         samples = [t for ep in episodes for t in ep.turns if t.response_ids]
 
         # ---- loss and update: the teacher scores the student's prompts under no_grad, token mean over the step
@@ -154,7 +155,7 @@ def train(cfg: OPDConfig) -> RunResult:
         tokens = stats.get("tokens", 0.0)
         sync_sampler(policy, model)
         metrics = log_step(run, step, {
-            **round_metrics(run, result),
+            **sampled,
             "mean_kl": stats.get("k3", 0.0) / tokens if tokens else 0.0,
             "clip_fraction": stats.get("clipped", 0.0) / tokens if tokens else 0.0,
             "loss": loss,

@@ -120,6 +120,7 @@ def train(cfg: OPSDDistillConfig) -> RunResult:
         # ---- sample from the student view (no PI); both views' ids are kept
         result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step, privileged=privileged)
         episodes = usable_episodes(result.episodes, cfg.max_error_rate)
+        sampled = round_metrics(run, result)  # before the update: gap vs the sampling weights
         batch = [t for _, t in trainable_turns(episodes)]
 
         # ---- per-token divergence to the PI view over the student's own samples (no reward); one step
@@ -138,7 +139,7 @@ def train(cfg: OPSDDistillConfig) -> RunResult:
         tokens = stats.get("tokens", 0.0)
         sync_sampler(policy, model)
         metrics = log_step(run, step, {
-            **round_metrics(run, result),
+            **sampled,
             "mean_kl": stats.get("k3", 0.0) / tokens if tokens else 0.0,
             "loss": loss,
             "grad_norm": grad_norm,

@@ -145,6 +145,7 @@ def train(cfg: OPSDRewardConfig) -> RunResult:
         # ---- sample from the student view (no PI); both views' ids are kept
         result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step, privileged=privileged)
         episodes = usable_episodes(result.episodes, cfg.max_error_rate)
+        sampled = round_metrics(run, result)  # before the update: gap vs the sampling weights
         turns = trainable_turns(episodes)
 
         # ---- KL̂(S‖T) per episode: the PI view scored by the teacher's weights (the student's are the sampler's)
@@ -182,7 +183,7 @@ def train(cfg: OPSDRewardConfig) -> RunResult:
         n_tokens = sum(len(t.response_ids) for t in batch)
         sync_sampler(policy, model)
         metrics = log_step(run, step, {
-            **round_metrics(run, result),
+            **sampled,
             "mean_reward": float(rewards_E.mean()) if len(episodes) else 0.0,
             "mean_kl": float(kl_E.mean()) if len(episodes) else 0.0,
             "zero_adv_fraction": len(zero) / max(len({ep.group_id for ep in episodes}), 1),

@@ -283,6 +283,7 @@ def train(cfg: PiDistillConfig) -> RunResult:
         result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step, privileged=privileged,
                                act_on="teacher")
         episodes = usable_episodes(result.episodes, cfg.max_error_rate)
+        sampled = round_metrics(run, result, act_on="teacher")  # before the update: gap vs the sampling weights
         turns = trainable_turns(episodes)
 
         # ---- KL̂(T‖S) per episode (student view scored without grad; the teacher's are the sampler's)
@@ -325,7 +326,7 @@ def train(cfg: PiDistillConfig) -> RunResult:
         n_tokens = sum(len(t.response_ids) for t in batch) * n_passes
         sync_sampler(policy, model)
         metrics = log_step(run, step, {
-            **round_metrics(run, result, act_on="teacher"),
+            **sampled,
             "alpha": alpha,
             "mean_reward": float(rewards_E.mean()) if len(episodes) else 0.0,
             "mean_kl": float(kl_E.mean()) if len(episodes) else 0.0,

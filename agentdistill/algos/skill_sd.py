@@ -165,6 +165,7 @@ def train(cfg: SkillSDConfig) -> RunResult:
             # ---- rollout: the student under the plain prompt; normalised GRPO advantages per task group
             result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step)
             episodes = usable_episodes(result.episodes, cfg.max_error_rate)
+            sampled = round_metrics(run, result)  # before the update: gap vs the sampling weights
             rewards_E = episode_rewards(episodes, cfg.truncation_reward)
             adv_E = group_advantages(episodes, rewards_E, scale_by_std=cfg.scale_by_std)
             groups = _groups(episodes)
@@ -201,7 +202,7 @@ def train(cfg: SkillSDConfig) -> RunResult:
             tokens = max(stats.get("tokens", 0.0), 1.0)
             sync_sampler(policy, model)
             metrics = log_step(run, step, {
-                **round_metrics(run, result),
+                **sampled,
                 "mean_reward": float(rewards_E.mean()) if len(episodes) else 0.0,
                 "zero_adv_fraction": len(zero) / max(len(groups), 1),
                 "loss": loss,
