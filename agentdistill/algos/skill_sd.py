@@ -199,14 +199,13 @@ def train(cfg: SkillSDConfig) -> RunResult:
             cursor += cfg.tasks_per_step
 
             # ---- sync the sampler, log, evaluate, checkpoint (the bank rides in the loop state)
-            tokens = max(stats.get("tokens", 0.0), 1.0)
             sync_sampler(policy, model)
             metrics = log_step(run, step, {
                 **sampled,
                 "mean_reward": float(rewards_E.mean()) if len(episodes) else 0.0,
                 "zero_adv_fraction": len(zero) / max(len(groups), 1),
                 "loss": loss,
-                "loss_grpo": stats.get("grpo", 0.0) / tokens,
+                "loss_grpo": stats.get("grpo", 0.0) / (tokens := max(stats.get("tokens", 0.0), 1.0)),
                 "loss_sdl": stats.get("sdl", 0.0) / max(stats.get("kl_tokens", 0.0), 1.0),
                 "clip_fraction": stats.get("clipped", 0.0) / tokens,
                 "skill_coverage": used / max(len(groups), 1),
