@@ -9,13 +9,19 @@ right-padded on the response axis, so column ``t`` is response token ``t`` whate
 
     log π(y_t | x, y_<t) = log_softmax(logits_t / temperature)[y_t]
 
+Rows of a micro-batch that open with the same tokens (every turn's system prompt) share that prefix: it runs
+through the model once, and its keys and values are repeated for every row (gradients sum back through the
+repeat), so the result equals the padded batch up to float rounding while the shared tokens cost one row's
+compute instead of B (``prefix_sharing`` turns it off, e.g. to measure it).
+
 Shapes: B sequences, T = the longest response, K top-k entries, V vocabulary, H hidden size. Every tensor of
 a ``Scored`` holds exactly 0 where ``mask_BT`` is False.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -24,6 +30,60 @@ import torch.nn.functional as F
 
 from agentdistill.teachers import Teacher
 from agentdistill.types import TurnSample
+
+MIN_SHARED_PREFIX = 16
+"""Share a micro-batch's common prefix only when it is at least this many tokens (below that the extra forward
+call costs more than it saves)."""
+_SHARING = {"on": True}
+
+
+@contextmanager
+def prefix_sharing(enabled: bool) -> Iterator[None]:
+    """Turn shared-prefix forwards on or off inside the block (scoring and ``HFPolicy`` prefill)."""
+    before = _SHARING["on"]
+    _SHARING["on"] = enabled
+    try:
+        yield
+    finally:
+        _SHARING["on"] = before
+
+
+def shared_prefix_length(seqs: Sequence[Sequence[int]], limit: int) -> int:
+    """Length of the prefix all ``seqs`` share, capped at ``limit``; 0 when sharing is off, there is one
+    sequence, or the prefix is shorter than ``MIN_SHARED_PREFIX``."""
+    if not _SHARING["on"] or len(seqs) < 2:
+        return 0
+    first, k = seqs[0], 0
+    while k < limit and all(len(s) > k and s[k] == first[k] for s in seqs):
+        k += 1
+    return k if k >= MIN_SHARED_PREFIX else 0
+
+
+def forward_with_prefix(model: torch.nn.Module, rows: Sequence[Sequence[int]], shared: int, pad_token_id: int,
+                        **kwargs: Any) -> Any:
+    """Forward left-padded ``rows`` whose first ``shared`` tokens are identical: the prefix once (its cache
+    repeated per row), then each row's rest. Returns the model output for the rest (logits, hidden states
+    and cache cover the columns after the prefix) and the rest's attention mask (B × W)."""
+    device = next(model.parameters()).device
+    B, W = len(rows), max(len(r) - shared for r in rows)
+    ids_BW = torch.full((B, W), pad_token_id, dtype=torch.long)
+    attention_BW = torch.zeros((B, W), dtype=torch.long)
+    for b, row in enumerate(rows):
+        rest = row[shared:]
+        ids_BW[b, W - len(rest):] = torch.tensor(rest, dtype=torch.long)
+        attention_BW[b, W - len(rest):] = 1
+    ids_BW, attention_BW = ids_BW.to(device), attention_BW.to(device)
+    positions_BW = shared + (attention_BW.cumsum(-1) - 1).clamp(min=0)
+    if shared == 0:
+        out = model(input_ids=ids_BW, attention_mask=attention_BW, position_ids=positions_BW, **kwargs)
+        return out, attention_BW
+    prefix = model(input_ids=torch.tensor([list(rows[0][:shared])], device=device), use_cache=True)
+    cache = prefix.past_key_values
+    cache.batch_repeat_interleave(B)
+    full_BW = torch.cat([torch.ones((B, shared), dtype=attention_BW.dtype, device=device), attention_BW], dim=1)
+    out = model(input_ids=ids_BW, attention_mask=full_BW, position_ids=positions_BW, past_key_values=cache,
+                **{**kwargs, "use_cache": True})
+    return out, full_BW
 
 
 @dataclass(frozen=True)
@@ -170,18 +230,14 @@ def _score_batch(
     """One forward pass over a left-padded batch; see ``score``."""
     device = next(model.parameters()).device
     B, T = len(prompts), max(map(len, responses))
-    W = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
-    ids_BW = torch.full((B, W), pad_token_id, dtype=torch.long)
-    attention_BW = torch.zeros((B, W), dtype=torch.long)
     targets_BT = torch.zeros((B, T), dtype=torch.long)
-    for b, (p, r) in enumerate(zip(prompts, responses, strict=False)):
-        ids_BW[b, W - len(p) - len(r):] = torch.tensor([*p, *r], dtype=torch.long)
-        attention_BW[b, W - len(p) - len(r):] = 1
+    for b, r in enumerate(responses):
         targets_BT[b, : len(r)] = torch.tensor(r, dtype=torch.long)
-    positions_BW = (attention_BW.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids_BW.to(device), attention_mask=attention_BW.to(device),
-                position_ids=positions_BW.to(device), use_cache=False, logits_to_keep=T + 1,
-                output_hidden_states=extras.hidden)
+    # The shared prefix stops before each prompt's last token, which predicts the first response id.
+    shared = shared_prefix_length(prompts, min(len(p) for p in prompts) - 1)
+    out, _ = forward_with_prefix(model, [[*p, *r] for p, r in zip(prompts, responses, strict=True)], shared,
+                                 pad_token_id, use_cache=False, logits_to_keep=T + 1,
+                                 output_hidden_states=extras.hidden)
 
     # Rows end together at column W−1, so the last T+1 columns (minus the very last, which predicts nothing)
     # hold every prediction; row b's response occupies its last len(r_b) of those T: shift it to the left.

@@ -11,7 +11,14 @@ from toy_env import TOY_ID, ToyInterface
 
 from agentdistill.policies import HFPolicy
 from agentdistill.rollout import rollout
-from agentdistill.scoring import Extras, microbatch_groups, score, score_turns
+from agentdistill.scoring import (
+    Extras,
+    microbatch_groups,
+    prefix_sharing,
+    score,
+    score_turns,
+    shared_prefix_length,
+)
 from agentdistill.teachers import CurrentWeightsTeacher, FrozenCopyTeacher
 from agentdistill.types import TurnSample
 
@@ -245,3 +252,41 @@ def test_bad_input_raises_clear_errors(tiny):
         score(model, [[]], [r])
     with pytest.raises(ValueError, match="as many prompts"):
         score(model, [p, p], [r])
+
+
+def test_a_shared_system_prompt_runs_once_and_changes_no_value_or_gradient(tiny):
+    """Rows opening with the same 40+ tokens (a system prompt) score alike with and without prefix sharing:
+    values, top-k, entropy, hidden states and parameter gradients (the prefix's repeated cache sums them)."""
+    model, tok = tiny
+    system = encode(tok, "You are playing Sokoban. Push every box onto a target, one move per turn. ")
+    assert len(system) >= 40
+    prompts = [system + encode(tok, q) for q in ("up?", "a longer question about the left box", "go")]
+    responses = [encode(tok, "Action: up"), encode(tok, "x"), encode(tok, "Action: left then right")]
+    assert shared_prefix_length(prompts, min(map(len, prompts)) - 1) == len(system)
+    weights_BT = torch.randn(3, max(map(len, responses)), generator=torch.Generator().manual_seed(0))
+
+    def run(shared):
+        model.zero_grad(set_to_none=True)
+        with prefix_sharing(shared):
+            scored = score(model, prompts, responses, temperature=0.9, top_k=3, entropy=True, hidden=True,
+                           pad_token_id=tok.pad_token_id)
+        ((scored.logprobs_BT * weights_BT).sum() + scored.entropy_BT.sum()).backward()
+        return scored, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    plain, plain_grads = run(False)
+    shared, shared_grads = run(True)
+    for name in ("logprobs_BT", "entropy_BT", "topk_logprobs_BTK", "hidden_BTH"):
+        torch.testing.assert_close(getattr(shared, name), getattr(plain, name), atol=ATOL, rtol=0, msg=name)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    for b in range(3):  # and both equal an unpadded pass of the row alone
+        close(shared.logprobs_BT[b, : len(responses[b])], fresh_logprobs_T(model, prompts[b], responses[b], 0.9))
+
+
+def test_the_shared_prefix_stops_before_the_token_that_predicts_the_response():
+    rows = [[7] * 30 + [1], [7] * 30 + [2, 3], [7] * 30]
+    assert shared_prefix_length(rows, min(map(len, rows)) - 1) == 29  # the last prompt token stays per row
+    assert shared_prefix_length([[7] * 30, [7] * 10 + [1] * 20], 29) == 0  # under MIN_SHARED_PREFIX
+    assert shared_prefix_length([[7] * 30], 29) == 0  # one row: nothing to share
+    with prefix_sharing(False):
+        assert shared_prefix_length(rows, 29) == 0

@@ -1,7 +1,8 @@
 """Batched sampling from a transformers causal LM, returning the exact sampled ids and their log-probs.
 
-Prompts are left-padded into one batch with position ids counted from each row's first real token, then
-decoded token by token with a KV cache. Each row draws its own Gumbel noise from a generator seeded by the
+Prompts are left-padded into one batch with position ids counted from each row's first real token (their
+shared prefix, the system prompt, runs once: ``scoring.forward_with_prefix``), then decoded token by token
+with a KV cache. Each row draws its own Gumbel noise from a generator seeded by the
 prompt's ``sample_seed``, so a reply does not depend on which other prompts share its batch: batched and
 one-by-one rollouts give the same episodes (up to float ties between near-equal logits).
 
@@ -19,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from agentdistill.models import eos_token_ids
 from agentdistill.policies.base import Completion, Prompt
+from agentdistill.scoring import forward_with_prefix, shared_prefix_length
 
 
 class HFPolicy:
@@ -60,23 +62,19 @@ class HFPolicy:
     def generate(self, prompt_ids: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[Completion]:
         """Sample one reply per prompt. Stops a row at the first EOS (kept in its ids) or at the token budget."""
         device = next(self.model.parameters()).device
-        n, width = len(prompt_ids), max(len(p) for p in prompt_ids)
-        input_ids = torch.full((n, width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention = torch.zeros((n, width), dtype=torch.long)
-        for row, ids in enumerate(prompt_ids):
-            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attention[row, width - len(ids) :] = 1
-        input_ids, attention = input_ids.to(device), attention.to(device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        n = len(prompt_ids)
         # Generators live on the model's device: the noise is drawn where the logits are, and only the picked
         # ids and log-probs cross to the host (B numbers per token, not B × V).
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-
-        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True)
+        # Prefill: the prompts' shared prefix (the system prompt) once, then each prompt's rest; only the last
+        # position's logits are computed.
+        shared = shared_prefix_length(prompt_ids, min(len(p) for p in prompt_ids) - 1)
+        out, attention = forward_with_prefix(self.model, prompt_ids, shared, self.tokenizer.pad_token_id,
+                                             use_cache=True, logits_to_keep=1)
+        next_pos = torch.tensor([[len(p)] for p in prompt_ids], device=device)
         tokens: list[list[int]] = [[] for _ in range(n)]
         logprobs: list[list[float]] = [[] for _ in range(n)]
         done = [False] * n
-        next_pos = positions[:, -1:] + 1
         for _ in range(self.max_new_tokens):
             next_ids, next_logprobs = self._sample(out.logits[:, -1, :].float(), generators)
             for row in range(n):

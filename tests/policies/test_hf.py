@@ -81,3 +81,20 @@ def test_eos_stops_a_row_and_is_kept(tiny):
     capped = HFPolicy(model, tok, temperature=1.0, max_new_tokens=3).generate(prompts(tok)[:1], seeds=[4])[0]
     assert len(capped.token_ids) == 3 or capped.token_ids[-1] == eos
     assert capped.finish_reason == ("stop" if capped.token_ids[-1] == eos else "length")
+
+
+def test_a_shared_system_prompt_samples_the_same_replies(tiny):
+    """Prefill of the prompts' common prefix once (then the rest per row) samples what the plain batch does."""
+    from agentdistill.scoring import prefix_sharing
+
+    model, tok = tiny
+    system = tok("You are playing Sokoban. Push every box onto a target, one move per turn. ",
+                 add_special_tokens=False)["input_ids"]
+    batch = [system + p for p in prompts(tok)]
+    policy = HFPolicy(model, tok, temperature=1.0, max_new_tokens=16)
+    shared = policy.generate(batch, seeds=[11, 12, 13])
+    with prefix_sharing(False):
+        plain = policy.generate(batch, seeds=[11, 12, 13])
+    assert [c.token_ids for c in shared] == [c.token_ids for c in plain]
+    for a, b in zip(shared, plain, strict=True):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=LOGPROB_ATOL, rtol=0)
