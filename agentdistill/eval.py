@@ -67,13 +67,17 @@ def evaluate(
     seed: int = 0,
     interface: Any = None,
     batch_size: int = 32,
+    view_spec: Any = None,
+    policy: Any = None,
 ) -> list[EvalResult]:
     """Roll the model out on ``cfg.num_tasks`` held-out tasks from each of ``views``; the model is left in
     the train/eval mode it came in.
 
     ``views`` may hold "student" (the prompt without PI; the deployment setting) and "teacher" (with the PI
     kinds ``env.teacher_privileged``). Sampling is seeded by ``seed`` alone, so two evaluations of the same
-    weights give the same numbers.
+    weights give the same numbers. ``view_spec`` renders the prompts (default: ``history_window`` with the
+    default PI placement); ``policy`` samples instead of an ``HFPolicy`` over ``model`` (e.g. a vLLM engine
+    holding the same weights, at ``cfg.temperature``).
     """
     from agentdistill import envs
     from agentdistill.policies.hf import HFPolicy
@@ -87,8 +91,11 @@ def evaluate(
         raise ValueError("the teacher view needs env.teacher_privileged=[...] (the PI kinds it reads)")
     if interface is None:
         interface = envs.default_interface(env.id, **env.interface)
-    policy = HFPolicy(model, tokenizer, temperature=cfg.temperature, max_new_tokens=max_new_tokens,
-                      batch_size=batch_size, name="eval")
+    if policy is None:
+        policy = HFPolicy(model, tokenizer, temperature=cfg.temperature, max_new_tokens=max_new_tokens,
+                          batch_size=batch_size, name="eval")
+    if view_spec is None:
+        view_spec = ViewSpec(history_window=history_window)
     was_training = getattr(model, "training", False)
     model.eval()
     results = []
@@ -98,7 +105,7 @@ def evaluate(
             out = rollout(
                 env.id, policy, seeds=range(env.eval_seed_start, env.eval_seed_start + cfg.num_tasks),
                 group_size=cfg.group_size, interface=interface, tokenizer=tokenizer,
-                teacher_privileged=privileged, view=ViewSpec(history_window=history_window),
+                teacher_privileged=privileged, view=view_spec,
                 max_turns=env.max_turns, env_kwargs=eval_env_kwargs(env), run_seed=seed, progress=False,
                 act_on="teacher" if view == "teacher" else "student",
             )

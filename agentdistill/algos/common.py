@@ -31,7 +31,7 @@ import random
 import resource
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +90,9 @@ class Run:
     tb: SummaryWriter | None
     pi_traces: Mapping[str, Any] | None
     """Collected traces by task id (``env.pi_traces``), served as the expert_trace PI kind in rollouts."""
+    engines: dict[str, Any] = field(default_factory=dict)
+    """The colocated vLLM engine (``rollout_engine=vllm``), built on first use and shared by rollouts and
+    evaluation."""
 
 
 # ---------------------------------------------------------------- set-up
@@ -130,9 +133,12 @@ def start_run(cfg: TrainConfig, *, state: Mapping[str, Any], model: torch.nn.Mod
         lm: Any = model  # a transformers model: torch.nn.Module types its attributes as Tensor | Module
         lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None and cfg.init_from:
-        load_weights(model, cfg.init_from)
-        logger.info("initial weights from %s", cfg.init_from)
+    from agentdistill.warmstart import initial_weights
+
+    initial = initial_weights(cfg) if checkpoint is None else None
+    if initial:
+        load_weights(model, initial)
+        logger.info("initial weights from %s", initial)
     model = with_lora(model, cfg.lora)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
@@ -153,13 +159,15 @@ def start_run(cfg: TrainConfig, *, state: Mapping[str, Any], model: torch.nn.Mod
 
 
 def load_initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
-    """The model with ``init_from``'s weights (if set): what a copy-teacher must be built from before
+    """The model with its initial weights (``initial_weights``): what a copy-teacher must be built from before
     ``start_run`` resumes the student, so a frozen teacher stays the initial policy in a resumed run too."""
     from agentdistill.models import load_model
+    from agentdistill.warmstart import initial_weights
 
     model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
-    if cfg.init_from:
-        load_weights(model, cfg.init_from)
+    initial = initial_weights(cfg)
+    if initial:
+        load_weights(model, initial)
     return model, tokenizer
 
 
@@ -289,24 +297,32 @@ def begin_step(run: Run, step: int) -> float:
 
 def sampling_policy(run: Run, name: str) -> Policy:
     """The model as a sampling policy at the training temperature and token budget: the training model
-    itself (``rollout_engine=hf``) or a vLLM engine holding a copy of its weights (``vllm``)."""
+    itself (``rollout_engine=hf``) or the run's vLLM engine holding a copy of its weights (``vllm``)."""
     cfg = run.cfg
     if cfg.rollout_engine == "hf":
         from agentdistill.policies.hf import HFPolicy
 
         return HFPolicy(run.model, run.tokenizer, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                         batch_size=cfg.rollout_batch, name=name)
-    from agentdistill.models import model_folder
-    from agentdistill.policies.vllm import VLLMPolicy
+    return vllm_engine(run).variant(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, name=name)
 
-    if cfg.lora.rank > 0:
-        raise ValueError("rollout_engine=vllm with LoRA is not supported yet (the engine would need the "
-                         "merged weights every step): use rollout_engine=hf or lora.rank=0")
-    dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
-    policy = VLLMPolicy(model_folder(cfg.model.name), temperature=cfg.temperature,
-                        max_new_tokens=cfg.max_new_tokens, dtype=dtype, seed=cfg.seed, name=name)
-    policy.load_weights(run.model)  # init_from or resumed weights, not the folder's
-    return policy
+
+def vllm_engine(run: Run) -> Any:
+    """The run's colocated vLLM engine, started on first use with the training model's current weights."""
+    if "vllm" not in run.engines:
+        from agentdistill.models import model_folder
+        from agentdistill.policies.vllm import VLLMPolicy
+
+        cfg = run.cfg
+        if cfg.lora.rank > 0:
+            raise ValueError("rollout_engine=vllm with LoRA is not supported yet (the engine would need the "
+                             "merged weights every step): use rollout_engine=hf or lora.rank=0")
+        dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
+        engine = VLLMPolicy(model_folder(cfg.model.name), temperature=cfg.temperature,
+                            max_new_tokens=cfg.max_new_tokens, dtype=dtype, seed=cfg.seed, name="vllm")
+        engine.load_weights(run.model)  # init_from or resumed weights, not the folder's
+        run.engines["vllm"] = engine
+    return run.engines["vllm"]
 
 
 def sync_sampler(policy: Policy, model: torch.nn.Module) -> None:
@@ -459,12 +475,18 @@ def evaluate(run: Run, step: int) -> list[dict[str, Any]]:
         return []
     views = ["student"] + (["teacher"] if cfg.eval.teacher_view and cfg.env.teacher_privileged else [])
     logger.info("step %d: evaluating on %d held-out tasks (%s view)", step, cfg.eval.num_tasks, " and ".join(views))
+    policy = None
+    if cfg.rollout_engine == "vllm":  # the engine samples; give it the weights being evaluated
+        policy = vllm_engine(run).variant(temperature=cfg.eval.temperature, max_new_tokens=cfg.max_new_tokens,
+                                          name="eval")
+        policy.load_weights(run.model)
     was_training = run.model.training
     run.model.eval()
     try:
         results = evaluate_views(run.model, run.tokenizer, cfg.env, cfg.eval, views=views,
                                  max_new_tokens=cfg.max_new_tokens, history_window=cfg.history_window,
-                                 seed=cfg.seed, interface=run.interface, batch_size=cfg.rollout_batch)
+                                 seed=cfg.seed, interface=run.interface, batch_size=cfg.rollout_batch,
+                                 view_spec=run.view, policy=policy)
     finally:
         run.model.train(was_training)
     rows = []

@@ -19,6 +19,7 @@ engine need an ``if __name__ == "__main__":`` guard (vLLM may start worker proce
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -97,6 +98,14 @@ class VLLMPolicy:
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self.stop_token_ids = tuple(stop_token_ids)
         self.name = name
+
+    def variant(self, *, temperature: float, max_new_tokens: int, name: str) -> VLLMPolicy:
+        """The same engine (weights, prefix cache) sampling at another temperature and token budget."""
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        other = copy.copy(self)
+        other.temperature, other.max_new_tokens, other.name = temperature, max_new_tokens, name
+        return other
 
     def act(self, prompts: Sequence[Prompt]) -> list[Completion]:
         if any(p.token_ids is None for p in prompts):
