@@ -119,6 +119,27 @@ class LoraConfig:
 
 
 @dataclass
+class WarmStartConfig:
+    """SFT on the env's expert traces before a run (``steps > 0``), built once and cached by its settings'
+    hash: every run with the same model, env, views and warm-start settings starts from the same weights
+    (``agentdistill.warmstart``). Ignored when ``init_from`` is set or the run resumes."""
+
+    steps: int = 0
+    """SFT optimiser steps; 0: no warm start."""
+    batch_turns: int = 16
+    """Expert turns per SFT step (each also as a teacher-view sample when ``views`` has teacher)."""
+    lr: float = 5e-5
+    """SFT's peak learning rate (constant)."""
+    num_tasks: int = 128
+    """Expert episodes (training seeds ``env_seed_start ..``)."""
+    views: list[str] = field(default_factory=lambda: ["student", "teacher"])
+    """Views the expert replies are trained under: student (no PI) and teacher (with the env's PI kinds, so
+    the teacher view learns to read its PI block)."""
+    cache_dir: str = "~/.cache/agentdistill/warm_start"
+    """Where warm starts are kept, one folder per settings hash (delete one to rebuild it)."""
+
+
+@dataclass
 class TrainConfig:
     """The fields every training loop shares; each algorithm's config (``algos/<name>.py``) adds its own."""
 
@@ -194,6 +215,8 @@ class TrainConfig:
     init_from: str | None = None
     """Start a fresh run from these weights: a training run directory (its latest checkpoint) or one
     checkpoint folder, e.g. an SFT warm start; null: model.name's own weights."""
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+    """Build (or reuse from its cache) an SFT warm start and begin from it (``warm_start.steps > 0``)."""
 
 
 @dataclass

@@ -6,9 +6,10 @@ own view of the conversation so far,
 
     L = −(1/N) Σ_turns Σ_t log π_θ(y_t | x_student, y_<t),   N = response tokens in the optimiser step.
 
-Only the student view (``student_prompt_ids``) is trained on — never the teacher view, never privileged
-information — and only response tokens carry loss (prompt, env and tool tokens are masked). Scripted expert
-replies are the action text plus the end-of-turn token, so the model also learns to stop.
+By default only the student view (``student_prompt_ids``) is trained on; ``views=[student, teacher]`` also
+trains each reply under the teacher view (the prompt with the env's PI block), which is how the PI methods'
+warm start teaches the model to read its PI. Only response tokens carry loss (prompt, env and tool tokens
+are masked). Scripted expert replies are the action text plus the end-of-turn token, so the model also learns to stop.
 
 The episodes are collected once with the env's ``ExpertPolicy`` on the ``num_tasks`` training tasks (env
 seeds ``env_seed_start ..``) and saved in the run directory, or loaded from ``episodes_path``. Each optimiser
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,11 @@ class SFTConfig(TrainConfig):
     episodes_path: str | None = None
     """JSONL of episodes written by ``save_episodes``; null collects expert episodes on ``env``."""
     batch_turns: int = 32
-    """Turn samples per optimiser step."""
+    """Expert turns per optimiser step."""
+    views: list[str] = field(default_factory=lambda: ["student"])
+    """Views each expert reply is trained under: student (no PI; the deployment prompt) and/or teacher (with
+    ``env.teacher_privileged``, so the teacher view learns to read its PI block: the warm start of the PI
+    methods). With both, a step has 2 × batch_turns samples."""
     lr: float = 1e-5
     """Peak AdamW learning rate."""
     out_dir: str = "runs/sft"
@@ -92,6 +97,11 @@ def train(cfg: SFTConfig) -> RunResult:
     """Run (or resume) SFT as ``cfg`` says; returns the final step, the last metrics and the run directory."""
     if cfg.batch_turns < 1:
         raise ValueError(f"batch_turns must be >= 1, got {cfg.batch_turns}")
+    if not cfg.views or set(cfg.views) - {"student", "teacher"}:
+        raise ValueError(f"views must be a non-empty subset of [student, teacher], got {cfg.views}")
+    if "teacher" in cfg.views and not cfg.env.teacher_privileged:
+        raise ValueError("views has teacher but env.teacher_privileged is empty: name the PI kinds the teacher "
+                         "view reads (env.teacher_privileged=[expert_plan]) or train views=[student]")
     # ---- set-up: seed, model, optimiser, resume, evaluation before training; then the expert turns
     run = start_run(cfg, state={"cursor": 0})
     model, start, cursor = run.model, run.first_step, run.state["cursor"]
@@ -105,12 +115,13 @@ def train(cfg: SFTConfig) -> RunResult:
     for step in tqdm(range(start + 1, cfg.steps + 1), initial=start, total=cfg.steps, desc="SFT",
                      disable=not cfg.progress):
         started = begin_step(run, step)
-        batch = [turns[i] for i in batch_indices(len(turns), cfg.batch_turns, cursor, cfg.seed)]
+        picked = [turns[i] for i in batch_indices(len(turns), cfg.batch_turns, cursor, cfg.seed)]
+        batch = view_samples(picked, cfg.views)
 
         # ---- loss: −mean log-prob of response tokens over the whole step, accumulated per micro-batch
         micro = microbatches_by_tokens(batch, cfg.max_tokens_per_microbatch)
         loss, grad_norm = update(run, micro, lambda mb, n: nll_loss(model, mb, normalizer=n))
-        cursor += len(batch)
+        cursor += len(picked)
 
         # ---- log, evaluate, checkpoint
         metrics = log_step(run, step, {
@@ -131,6 +142,21 @@ def nll_loss(model: torch.nn.Module, samples: Sequence[TurnSample], *, normalize
     """Σ −log π(response tokens | student prompt) / ``normalizer`` over one micro-batch (student view)."""
     scored = score(model, [s.student_prompt_ids for s in samples], [s.response_ids for s in samples])
     return reduce_loss(-scored.logprobs_BT, scored.mask_BT, mode="token_mean", normalizer=normalizer)
+
+
+def view_samples(turns: Sequence[TurnSample], views: Sequence[str]) -> list[TurnSample]:
+    """One sample per turn and view; a teacher-view sample is the turn with its teacher prompt in the student
+    slot (the loss reads ``student_prompt_ids``)."""
+    out = []
+    for t in turns:
+        if "student" in views:
+            out.append(t)
+        if "teacher" in views:
+            if t.teacher_prompt_ids is None:
+                raise ValueError(f"turn {t.turn} of episode {t.episode_id!r} has no teacher view: collect the "
+                                 "expert episodes with env.teacher_privileged set (or train views=[student])")
+            out.append(replace(t, student_prompt_ids=t.teacher_prompt_ids))
+    return out
 
 
 def expert_turns(cfg: SFTConfig, tokenizer: Any, run_dir: Path) -> list[TurnSample]:
@@ -163,8 +189,10 @@ def collect_expert_episodes(cfg: SFTConfig, tokenizer: Any) -> list[Episode]:
 
     seeds = range(cfg.env_seed_start, cfg.env_seed_start + cfg.num_tasks)
     interface = default_interface(cfg.env.id, **cfg.env.interface)
+    privileged = list(cfg.env.teacher_privileged) if "teacher" in cfg.views else []
     result = rollout(cfg.env.id, ExpertPolicy(interface), seeds=seeds, interface=interface, tokenizer=tokenizer,
-                     view=view_spec(cfg), max_turns=cfg.env.max_turns, env_kwargs=env_kwargs(cfg.env.kwargs),
+                     teacher_privileged=privileged, view=view_spec(cfg), max_turns=cfg.env.max_turns,
+                     env_kwargs=env_kwargs(cfg.env.kwargs),
                      run_seed=cfg.seed, progress=False)
     logger.info("expert: %d episodes, success rate %.2f", len(result.episodes), result.metrics.success_rate)
     return result.episodes
