@@ -21,6 +21,11 @@ Commands:
               ICD+cascade arms on the same held-out tasks, every call priced; resumable;
               ``agentdistill icd report RUN_DIR`` — accuracy, $/episode, deferral rate, break-even, savings,
               Pareto plot.
+    probe     before training, measure what predicts which PI method works on the weights a run would
+              start from: PI utility Δ = held-out success(teacher view) − success(student view), and the
+              initial KL(student ‖ teacher) on the student's rollouts; prints the π-Distill paper's reading
+              and writes probe.json. Takes train's overrides: ``agentdistill probe env=sokoban
+              warm_start.steps=12``
     envs      list the registered environment ids.
 
 Each command's options (except report's) are Hydra overrides of its config (``agentdistill train --cfg job``
@@ -151,6 +156,16 @@ def train_command(cfg: Any) -> dict[str, Any]:
     return summary
 
 
+def probe_command(cfg: Any) -> dict[str, Any]:
+    """Probe the weights ``agentdistill train`` with the same overrides would start from."""
+    from agentdistill.probe import print_probe, probe
+
+    result = probe(cfg)
+    print_probe(result)
+    print(f"saved {Path(cfg.out_dir) / 'probe.json'}")
+    return result
+
+
 def eval_command(cfg: EvalJobConfig) -> dict[str, dict[str, float]]:
     """Evaluate ``cfg.model`` (with ``cfg.checkpoint``'s weights) on held-out tasks from each view."""
     from agentdistill.eval import evaluate
@@ -244,7 +259,7 @@ def icd_command(argv: Sequence[str]) -> None:
 
 
 COMMANDS: dict[str, Callable] = {"rollout": rollout_command, "train": train_command, "eval": eval_command,
-                                 "collect": collect_command, "icd_run": icd_run_command}
+                                 "collect": collect_command, "icd_run": icd_run_command, "probe": probe_command}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -261,6 +276,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if command == "icd":
         icd_command(overrides)
+        return
+    if command == "probe":  # train's config and presets; its own run folder unless one is given
+        if not any(o.startswith("hydra.run.dir=") for o in overrides):
+            overrides.append("hydra.run.dir=runs/probe/${now:%Y-%m-%d_%H-%M-%S}")
+        _run_hydra("probe", "train", overrides)
         return
     if command not in COMMANDS or command == "icd_run":
         raise SystemExit(f"agentdistill: unknown command {command!r}; commands: envs, report, icd, "
@@ -371,7 +391,7 @@ def _run_hydra(command: str, config_name: str, overrides: list[str]) -> None:
     run = COMMANDS[command]
     if not any(o.startswith("-") for o in overrides):  # --cfg/--help: let hydra answer
         _check_overrides(command, config_name, overrides)
-        if command == "train":
+        if command in ("train", "probe"):
             _print_budget(overrides)
 
     @hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")
