@@ -151,3 +151,43 @@ def load_module_state(checkpoint: Path | None, name: str, module: torch.nn.Modul
     device = next(module.parameters()).device
     module.load_state_dict(torch.load(checkpoint / f"{name}.pt", map_location=device, weights_only=True))
     return True
+
+
+def export_model(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, model_name: str | None = None) -> Path:
+    """Write a run's weights as a plain Hugging Face model folder (``save_pretrained``) that ``model.name=``,
+    vLLM (``vllm serve <out_dir>``) and transformers load like any other model.
+
+    ``checkpoint`` is a run directory (its latest checkpoint) or one checkpoint folder; ``model_name`` is the
+    base model the run trained (default: read from the run's ``run_info.json``). LoRA runs are merged into the
+    base weights. Returns ``out_dir``.
+    """
+    from agentdistill.models import load_model
+
+    path = Path(checkpoint)
+    run_dir = path.parent.parent if (path / "model.pt").exists() else path
+    config = _run_config(run_dir)
+    name = model_name or config.get("model", {}).get("name")
+    if not name:
+        raise ValueError(f"{run_dir} has no run_info.json naming its model: pass the base model (--model NAME)")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty: choose a new folder (nothing was written)")
+    base, tokenizer = load_model(name, device="cpu", dtype="float32")
+    model: Any = base
+    lora = config.get("lora") or {}
+    if lora.get("rank", 0) > 0:
+        from agentdistill.algos.common import with_lora
+        from agentdistill.config import LoraConfig
+
+        model = with_lora(model, LoraConfig(**lora))
+    load_weights(model, path)
+    if is_peft(model):
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    info = run_dir / "run_info.json"
+    return json.loads(info.read_text()).get("config", {}) if info.exists() else {}

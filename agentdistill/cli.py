@@ -26,6 +26,9 @@ Commands:
               initial KL(student ‖ teacher) on the student's rollouts; prints the π-Distill paper's reading
               and writes probe.json. Takes train's overrides: ``agentdistill probe env=sokoban
               warm_start.steps=12``
+    export    ``agentdistill export RUN_DIR OUT_DIR [--model NAME]``: a run's weights (its latest checkpoint,
+              or one ``checkpoints/step_*`` folder) as a plain Hugging Face model folder, LoRA merged, for
+              ``model.name=OUT_DIR``, ``vllm serve OUT_DIR`` or transformers.
     envs      list the registered environment ids.
 
 Each command's options (except report's) are Hydra overrides of its config (``agentdistill train --cfg job``
@@ -217,6 +220,23 @@ def report_command(argv: Sequence[str]) -> None:
         raise SystemExit(f"agentdistill report: {e}") from None
 
 
+def export_command(argv: Sequence[str]) -> None:
+    import argparse
+
+    from agentdistill.checkpoints import export_model
+
+    parser = argparse.ArgumentParser(prog="agentdistill export", description="a run's weights as an HF folder")
+    parser.add_argument("checkpoint", help="a training run directory or one of its checkpoints/step_* folders")
+    parser.add_argument("out_dir", help="a new (or empty) folder")
+    parser.add_argument("--model", default=None, help="the base model (default: the run's model.name)")
+    args = parser.parse_args(list(argv))
+    try:
+        out = export_model(args.checkpoint, args.out_dir, args.model)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        raise SystemExit(f"agentdistill export: {e}") from None
+    print(f"exported {args.checkpoint} to {out} (use model.name={out})")
+
+
 def envs_command(argv: Sequence[str]) -> None:
     for env_id in envs.registered_env_ids():
         print(env_id)
@@ -274,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "report":
         report_command(overrides)
         return
+    if command == "export":
+        export_command(overrides)
+        return
     if command == "icd":
         icd_command(overrides)
         return
@@ -283,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         _run_hydra("probe", "train", overrides)
         return
     if command not in COMMANDS or command == "icd_run":
-        raise SystemExit(f"agentdistill: unknown command {command!r}; commands: envs, report, icd, "
+        raise SystemExit(f"agentdistill: unknown command {command!r}; commands: envs, report, export, icd, "
                          f"{', '.join(c for c in COMMANDS if c != 'icd_run')}")
     _run_hydra(command, command, overrides)
 
