@@ -86,7 +86,7 @@ def test_every_preset_composes_against_its_schema(command, preset):
     job = _compose(command, [f"{group}={name}"] if group else [])
     assert isinstance(job, JOBS[command])
     if command == "train":
-        assert algorithm_of(job) == (name if group == "algo" else "pi_distill")
+        assert algorithm_of(job) == (name if group == "algo" else "opsd_distill")
         assert isinstance(job.env, EnvConfig) and isinstance(job.model, ModelConfig)
 
 
@@ -99,7 +99,10 @@ def test_every_yaml_file_is_a_preset_or_a_job():
 
 
 def test_train_presets_set_the_algorithm_hyperparameters():
-    pi = _compose("train", [])
+    main_job = _compose("train", [])
+    assert algorithm_of(main_job) == "opsd_distill" and main_job.env.id == "agentdistill/Sokoban-v0"
+    assert main_job.warm_start.steps == 12 and main_job.rollout_engine == "vllm" and main_job.eval.num_tasks == 32
+    pi = _compose("train", ["algo=pi_distill", "env=alfworld"])
     assert (pi.alpha, pi.beta, pi.clip_low, pi.clip_high, pi.temperature) == (0.5, 0.25, 0.2, 0.2, 0.75)
     assert pi.env.id == "agentdistill/ALFWorld-v0" and pi.env.eval_kwargs == {"split": "valid_unseen"}
     opsd = _compose("train", ["algo=opsd_distill", "env=sokoban", "lr=3e-6"])
@@ -113,7 +116,7 @@ def test_train_presets_set_the_algorithm_hyperparameters():
      ("eval.evry=2", ["'eval.evry'", "under 'eval'", "every", "num_tasks"])],
 )
 def test_a_typo_in_an_override_names_the_valid_keys(override, names):
-    proc = run_cli("train", "model=tiny-random", override)
+    proc = run_cli("train", "algo=pi_distill", "model=tiny-random", override)
     assert proc.returncode != 0
     for name in names:
         assert name in proc.stderr, proc.stderr
@@ -126,8 +129,8 @@ def test_an_option_of_another_algorithm_is_refused_with_this_ones_keys():
 
 def test_train_eval_and_report_end_to_end(tmp_path):
     out = tmp_path / "run"
-    common = ["env=sokoban", "model=tiny-random", "env.max_turns=2", "max_new_tokens=4", "eval.num_tasks=2",
-              "tasks_per_step=2", "group_size=2", "progress=false", "model.device=cpu"]
+    common = ["algo=pi_distill", "env=sokoban", "~budget", "model=tiny-random", "env.max_turns=2", "max_new_tokens=4",
+              "eval.num_tasks=2", "tasks_per_step=2", "group_size=2", "progress=false", "model.device=cpu"]
     proc = run_cli("train", *common, "steps=2", "lr=1e-3", f"hydra.run.dir={out}")
     assert proc.returncode == 0, proc.stderr
     assert "pi_distill: 2 steps" in proc.stdout

@@ -112,9 +112,9 @@ def test_an_env_without_pi_is_refused_with_the_fix(tmp_path):
 
 def test_probe_command_prints_the_figures_and_saves_them_in_the_run(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "agentdistill.cli", "probe", "env=sokoban", "model=tiny-random",
-                           "env.max_turns=2", "max_new_tokens=4", "eval.num_tasks=2", "tasks_per_step=1",
-                           "group_size=2", "progress=false", f"hydra.run.dir={out}"],
+    proc = subprocess.run([sys.executable, "-m", "agentdistill.cli", "probe", "env=sokoban", "~budget",
+                           "model=tiny-random", "env.max_turns=2", "max_new_tokens=4", "eval.num_tasks=2",
+                           "tasks_per_step=1", "group_size=2", "progress=false", f"hydra.run.dir={out}"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "pi_utility:" in proc.stdout and "reading:" in proc.stdout and "initial_kl:" in proc.stdout
