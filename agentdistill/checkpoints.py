@@ -162,10 +162,11 @@ def export_model(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, mode
     base weights. Returns ``out_dir``.
     """
     from agentdistill.models import load_model
+    from agentdistill.runs import read_run_config
 
     path = Path(checkpoint)
     run_dir = path.parent.parent if (path / "model.pt").exists() else path
-    config = _run_config(run_dir)
+    config = read_run_config(run_dir)
     name = model_name or config.get("model", {}).get("name")
     if not name:
         raise ValueError(f"{run_dir} has no run_info.json naming its model: pass the base model (--model NAME)")
@@ -186,8 +187,3 @@ def export_model(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, mode
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def _run_config(run_dir: Path) -> dict[str, Any]:
-    info = run_dir / "run_info.json"
-    return json.loads(info.read_text()).get("config", {}) if info.exists() else {}

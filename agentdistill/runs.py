@@ -70,6 +70,12 @@ def write_run_info(out_dir: str | Path, config: Any) -> Path:
     return path
 
 
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The resolved config ``write_run_info`` kept in ``run_dir`` (empty when the run has no run_info.json)."""
+    info = Path(run_dir) / "run_info.json"
+    return json.loads(info.read_text()).get("config", {}) if info.exists() else {}
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """All rows of a JSONL log (a partial last line, left by a killed writer, is skipped)."""
     path = Path(path)

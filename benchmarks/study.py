@@ -1,4 +1,4 @@
-"""The study: every method from one warm start at equal budgets, several seeds, on held-out tasks.
+"""The study: every method from the same warm start (one per seed) at equal budgets, several seeds, on held-out tasks.
 
 Each (env, method, seed) is one training run under ``runs/study/<env>/<method>/seed<k>`` (a killed run resumes
 from its checkpoints); when it finishes, one JSON line with its held-out curve and costs is appended to
@@ -60,11 +60,15 @@ def run_dir(env: str, method: str, seed: int) -> Path:
     return ROOT / "runs" / "study" / env / method / f"seed{seed}"
 
 
-def done_runs() -> set[tuple[str, str, int]]:
+def read_rows() -> list[dict[str, Any]]:
+    """The finished runs' JSON lines."""
     if not RESULTS.exists():
-        return set()
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
-    return {(r["env"], r["method"], r["seed"]) for r in rows}
+        return []
+    return [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+
+
+def done_runs() -> set[tuple[str, str, int]]:
+    return {(r["env"], r["method"], r["seed"]) for r in read_rows()}
 
 
 def train_one(env: str, method: str, seed: int) -> dict[str, Any]:
@@ -121,10 +125,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     out = []
     for env in sorted({r["env"] for r in rows}):
         mine = [r for r in rows if r["env"] == env]
-        start = [r["start_student_success"] for r in mine if r["start_student_success"] is not None]
-        out += [f"### {env}", "",
-                f"Warm start (step 0, all runs): student {mean_std(start[:1] * 1)}; teacher view "
-                f"{mean_std([r['start_teacher_success'] for r in mine if r['start_teacher_success'] is not None][:1])}",
+        starts = {r["seed"]: (r["start_student_success"], r["start_teacher_success"]) for r in mine}
+        listed = "; ".join(f"seed {k}: student {st:.3f}, teacher view {te:.3f}"
+                           for k, (st, te) in sorted(starts.items()) if st is not None and te is not None)
+        out += [f"### {env}", "", f"Warm start (step 0; SFT is seeded, so one per seed): {listed}",
                 "", "| method | student success (mean ± std) | per seed | teacher view | PI leak | tokens / run | "
                 "wall min / run |", "|---|---|---|---|---|---|---|"]
         for method in METHODS:
@@ -178,7 +182,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.table:
         run_study(args.envs, args.methods, args.seeds)
-    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()] if RESULTS.exists() else []
+    rows = read_rows()
     if not rows:
         sys.exit(f"no finished runs in {RESULTS} yet")
     text = table(rows)

@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--env", choices=sorted(ENVS), default="sokoban")
     parser.add_argument("--algo", default="opsd_distill")
     parser.add_argument("--init-from", default=None, help="start both arms from these weights (a warm start)")
-    parser.add_argument("--pi", default=None, help="PI kind for the teacher view (default: the env's)")
+    parser.add_argument("--pi", default="expert_plan", help="PI kind for the teacher view")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--tasks-per-step", type=int, default=2)
     parser.add_argument("--group-size", type=int, default=4)
@@ -141,7 +141,6 @@ def main() -> None:
     parser.add_argument("--arm", choices=["today", "fast"], help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     args = parser.parse_args()
-    args.pi = args.pi or "expert_plan"
     if args.arm:  # child
         print("ARM " + json.dumps(run_arm(args)))
         return
