@@ -13,24 +13,34 @@ An env exception inside ``step`` is, by default, recorded on its episode (``Epis
 ``Episode.error_traceback``) and that episode stops; the others go on. An errored episode is a value with a
 metric (``RolloutMetrics.errors``/``error_rate``), never a failure in the success and return means and never
 training signal: the loops train on ``clean_episodes(...)`` and report ``first_error(...)``.
+
+Where the envs live is the ``EnvHost``'s business (``agentdistill.envhost``): by default in this process, stepped
+one after another; with ``env_pool=EnvPool(n)`` (``agentdistill.envpool``), in n worker processes. Then each
+chunk's steps are sent to the workers and the next chunk is generated while they run; a chunk's outcomes are
+gathered at the end of the pass over all live episodes, before any of their next prompts is built (the next
+pass's chunks depend on which episodes ended). A worker that dies records ``EnvWorkerDied`` on the episodes
+whose envs it held.
 """
 
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tqdm.auto import tqdm
 
 from agentdistill import envs
+from agentdistill.envhost import EnvError, EnvHandle, EnvHost, InProcessEnvs, ResetOutcome, StepOutcome
 from agentdistill.envs import AgentInterface, public_info
 from agentdistill.policies.base import Completion, Policy, Prompt, sample_seed
-from agentdistill.traces import PI_KIND, TracePI
+from agentdistill.traces import PI_KIND
 from agentdistill.types import Episode, Message, TurnSample, return_to_go
 from agentdistill.views import ViewSpec, encode, end_of_turn_ids, render_turn, window, with_pi
+
+if TYPE_CHECKING:
+    from agentdistill.envpool import EnvPool
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,8 @@ class RolloutResult:
 class _Live:
     """Mutable per-episode state while the loop runs (private to this module)."""
 
-    env: Any
+    handle: EnvHandle
+    """Its env, in the rollout's EnvHost."""
     seed: int
     sample: int
     info: dict[str, Any]
@@ -94,6 +105,24 @@ class _Live:
     terminated: bool = False
     truncated: bool = False
     cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """One episode's reply this turn, waiting for its env step (private to this module)."""
+
+    ep: _Live
+    student_ids: tuple[int, ...] | None
+    teacher_ids: tuple[int, ...] | None
+    completion: Completion
+    action: str | None
+    """The parsed action; None when the reply does not parse."""
+
+    @property
+    def sent(self) -> str:
+        # An unparseable reply is still sent to the env, which answers with its documented invalid-action
+        # observation and reward: the agent sees why its turn was wasted.
+        return self.action if self.action is not None else self.completion.text
 
 
 def rollout(
@@ -114,6 +143,7 @@ def rollout(
     on_error: Literal["record", "raise"] = "record",
     act_on: Literal["student", "teacher"] = "student",
     pi_traces: Mapping[str, Any] | None = None,
+    env_pool: EnvPool | None = None,
 ) -> RolloutResult:
     """Roll out ``policy`` on ``len(seeds) × group_size`` episodes of ``env_id``.
 
@@ -140,6 +170,8 @@ def rollout(
             contains PI.
         pi_traces: collected traces by task id (``traces.load_traces``), served as the ``expert_trace`` PI
             kind in place of the env's own.
+        env_pool: worker processes to host the envs (pass the same pool to every round: workers start once);
+            None makes and steps them in this process. The episodes are the same either way.
     """
     if act_on not in ("student", "teacher"):
         raise ValueError(f"act_on must be 'student' or 'teacher', got {act_on!r}")
@@ -150,44 +182,61 @@ def rollout(
     if pi_traces is not None:
         kinds = [k for k in kinds if k != PI_KIND]
     eot = end_of_turn_ids(tokenizer)[:1] if tokenizer is not None else ()
+    host: EnvHost = env_pool if env_pool is not None else InProcessEnvs()
     start = time.perf_counter()
-    live = []
-    for seed in seeds:
-        for sample in range(group_size):
-            env = envs.make(env_id, privileged=kinds, max_turns=max_turns, **dict(env_kwargs or {}))
-            if pi_traces is not None:
-                env = TracePI(env, pi_traces)
-            obs, info = env.reset(seed=seed)
-            first = public_info(info)
-            messages = [
-                Message("system", interface.system_prompt(first)),
-                Message("user", interface.observation_message(obs, first)),
-            ]
-            live.append(_Live(env=env, seed=seed, sample=sample, info=info, messages=messages))
-    episodes_all = list(live)
-    bar = tqdm(total=len(live), desc=f"rollout {policy.name}", unit="ep", disable=not progress)
+    tasks = [(seed, sample) for seed in seeds for sample in range(group_size)]
+    handles: list[EnvHandle] = []
+    bar = tqdm(total=len(tasks), desc=f"rollout {policy.name}", unit="ep", disable=not progress)
     tokens_generated = 0
-    while live:
-        for chunk_start in range(0, len(live), max_batch or len(live)):
-            chunk = live[chunk_start : chunk_start + (max_batch or len(live))]
-            built = [
-                _prompt(ep, policy, interface, tokenizer, teacher_privileged, view, run_seed, act_on) for ep in chunk
-            ]
-            prompts, student_ids, teacher_ids = zip(*built, strict=False)
-            completions = policy.act(list(prompts))
-            if len(completions) != len(chunk):
-                raise RuntimeError(f"{policy.name} returned {len(completions)} completions for {len(chunk)} prompts")
-            for ep, s_ids, t_ids, comp in zip(chunk, student_ids, teacher_ids, completions, strict=False):
-                tokens_generated += len(comp.token_ids)
-                _step(ep, s_ids, t_ids, comp, interface, tokenizer, eot, teacher_privileged, on_error)
-        finished = [ep for ep in live if ep.done]
-        live = [ep for ep in live if not ep.done]
-        bar.update(len(finished))
-        bar.set_postfix(live=len(live))
-    bar.close()
+    try:
+        for _ in tasks:
+            handles.append(host.make(env_id, privileged=kinds, max_turns=max_turns, env_kwargs=env_kwargs,
+                                     pi_traces=pi_traces))
+        resets = host.reset(handles, [seed for seed, _ in tasks])
+        episodes_all = [_start(handle, seed, sample, outcome, interface, on_error)
+                        for handle, (seed, sample), outcome in zip(handles, tasks, resets, strict=True)]
+        live = [ep for ep in episodes_all if not ep.done]
+        bar.update(len(episodes_all) - len(live))
+        while live:
+            stepping = []  # chunks whose steps run while the next chunk is generated
+            for chunk_start in range(0, len(live), max_batch or len(live)):
+                chunk = live[chunk_start : chunk_start + (max_batch or len(live))]
+                replies = _generate(chunk, policy, interface, tokenizer, teacher_privileged, view, run_seed, act_on)
+                tokens_generated += sum(len(r.completion.token_ids) for r in replies)
+                stepping.append((replies, host.step_async([(r.ep.handle, r.sent) for r in replies])))
+            for replies, ticket in stepping:
+                for reply, outcome in zip(replies, host.gather(ticket), strict=True):
+                    _record(reply, outcome, interface, tokenizer, eot, teacher_privileged, on_error)
+            finished = [ep for ep in live if ep.done]
+            live = [ep for ep in live if not ep.done]
+            bar.update(len(finished))
+            bar.set_postfix(live=len(live))
+    finally:
+        host.release(handles)
+        bar.close()
     wall = time.perf_counter() - start
     episodes = [_finish(ep, env_id, policy.name, act_on) for ep in episodes_all]
     return RolloutResult(episodes=episodes, metrics=summarize(episodes, tokens_generated, wall))
+
+
+def _generate(
+    chunk: Sequence[_Live],
+    policy: Policy,
+    interface: AgentInterface,
+    tokenizer: Any,
+    teacher_privileged: Sequence[str],
+    view: ViewSpec,
+    run_seed: int,
+    act_on: str,
+) -> list[_Reply]:
+    """One policy call for a chunk of live episodes: their replies, parsed into actions."""
+    built = [_prompt(ep, policy, interface, tokenizer, teacher_privileged, view, run_seed, act_on) for ep in chunk]
+    prompts, student_ids, teacher_ids = zip(*built, strict=True)
+    completions = policy.act(list(prompts))
+    if len(completions) != len(chunk):
+        raise RuntimeError(f"{policy.name} returned {len(completions)} completions for {len(chunk)} prompts")
+    return [_Reply(ep, s_ids, t_ids, comp, interface.parse_action(comp.text))
+            for ep, s_ids, t_ids, comp in zip(chunk, student_ids, teacher_ids, completions, strict=True)]
 
 
 def _prompt(
@@ -225,28 +274,43 @@ def _prompt(
     return prompt, student_ids, teacher_ids
 
 
-def _step(
-    ep: _Live,
-    student_ids: tuple[int, ...] | None,
-    teacher_ids: tuple[int, ...] | None,
-    comp: Completion,
+def _start(
+    handle: EnvHandle, seed: int, sample: int, outcome: ResetOutcome, interface: AgentInterface, on_error: str
+) -> _Live:
+    """A new episode from its env's reset. A reset that raised stops the rollout, as a bad env should; a reset
+    lost with its pool worker is recorded on the episode like any step error."""
+    ep = _Live(handle=handle, seed=seed, sample=sample, info={}, messages=[])
+    if isinstance(outcome, EnvError):
+        if on_error == "raise" or not outcome.worker_died:
+            outcome.reraise()
+        ep.error, ep.error_traceback, ep.done = outcome.error, outcome.traceback, True
+        return ep
+    obs, ep.info = outcome
+    first = public_info(ep.info)
+    ep.messages += [
+        Message("system", interface.system_prompt(first)),
+        Message("user", interface.observation_message(obs, first)),
+    ]
+    return ep
+
+
+def _record(
+    reply: _Reply,
+    outcome: StepOutcome,
     interface: AgentInterface,
     tokenizer: Any,
     eot: tuple[int, ...],
     teacher_privileged: Sequence[str],
     on_error: str,
 ) -> None:
-    action = interface.parse_action(comp.text)
-    try:
-        # An unparseable reply is still sent to the env, which answers with its documented invalid-action
-        # observation and reward: the agent sees why its turn was wasted.
-        obs, reward, terminated, truncated, info = ep.env.step(action if action is not None else comp.text)
-    except Exception as err:  # the rollout boundary: an env bug becomes a recorded value, not a lost run
+    """Append one turn to its episode: the reply, and the env's answer to it (or the env error that ends it)."""
+    ep, comp = reply.ep, reply.completion
+    if isinstance(outcome, EnvError):
         if on_error == "raise":
-            raise
-        ep.error, ep.done = f"{type(err).__name__}: {err}", True
-        ep.error_traceback = "".join(traceback.format_exception(err))
+            outcome.reraise()
+        ep.error, ep.error_traceback, ep.done = outcome.error, outcome.traceback, True
         return
+    obs, reward, terminated, truncated, info = outcome
     ep.cost_usd += comp.cost_usd
     response_ids = comp.token_ids
     if not response_ids and tokenizer is not None:
@@ -258,13 +322,13 @@ def _step(
             turn=len(ep.turns),
             message_index=len(ep.messages) - 1,
             response_text=comp.text,
-            action=action,
+            action=reply.action,
             reward=float(reward),
             terminated=bool(terminated),
             truncated=bool(truncated),
-            invalid_action=action is None or bool(info.get("invalid_action", False)),
-            student_prompt_ids=student_ids or (),
-            teacher_prompt_ids=teacher_ids,
+            invalid_action=reply.action is None or bool(info.get("invalid_action", False)),
+            student_prompt_ids=reply.student_ids or (),
+            teacher_prompt_ids=reply.teacher_ids,
             response_ids=tuple(response_ids),
             sampler_logprobs=comp.logprobs,
             finish_reason=comp.finish_reason,
@@ -280,15 +344,15 @@ def _step(
 
 
 def _finish(ep: _Live, env_id: str, policy_name: str, act_on: str) -> Episode:
-    last_info = public_info(ep.info)
+    last_info = public_info(ep.info)  # empty when the env was lost before its reset returned
     rtg = return_to_go([t["reward"] for t in ep.turns])
     episode_id, group_id = _episode_id(ep), f"seed{ep.seed}"
-    common = dict(episode_id=episode_id, group_id=group_id, task_id=last_info["task_id"])
+    common = dict(episode_id=episode_id, group_id=group_id, task_id=last_info.get("task_id", ""))
     turns = tuple(TurnSample(**common, **t, return_to_go=g) for t, g in zip(ep.turns, rtg, strict=False))
     return Episode(
         **common,
         env_id=env_id,
-        task=last_info["task"],
+        task=last_info.get("task", ""),
         seed=ep.seed,
         messages=tuple(ep.messages),
         turns=turns,
