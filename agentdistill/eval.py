@@ -69,6 +69,7 @@ def evaluate(
     batch_size: int = 32,
     view_spec: Any = None,
     policy: Any = None,
+    env_pool: Any = None,
 ) -> list[EvalResult]:
     """Roll the model out on ``cfg.num_tasks`` held-out tasks from each of ``views``; the model is left in
     the train/eval mode it came in.
@@ -77,7 +78,7 @@ def evaluate(
     kinds ``env.teacher_privileged``). Sampling is seeded by ``seed`` alone, so two evaluations of the same
     weights give the same numbers. ``view_spec`` renders the prompts (default: ``history_window`` with the
     default PI placement); ``policy`` samples instead of an ``HFPolicy`` over ``model`` (e.g. a vLLM engine
-    holding the same weights, at ``cfg.temperature``).
+    holding the same weights, at ``cfg.temperature``); ``env_pool`` hosts the envs (``rollout``'s).
     """
     from agentdistill import envs
     from agentdistill.policies.hf import HFPolicy
@@ -107,7 +108,7 @@ def evaluate(
                 group_size=cfg.group_size, interface=interface, tokenizer=tokenizer,
                 teacher_privileged=privileged, view=view_spec,
                 max_turns=env.max_turns, env_kwargs=eval_env_kwargs(env), run_seed=seed, progress=False,
-                act_on="teacher" if view == "teacher" else "student",
+                act_on="teacher" if view == "teacher" else "student", env_pool=env_pool,
             )
             m = out.metrics.as_dict()
             metrics = {k: m[k] for k in EVAL_KEYS if k in m}

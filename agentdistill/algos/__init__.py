@@ -8,9 +8,11 @@
 - ``pi_distill``    π-Distill: α·J_teacher + (1−α)·J_student, rollouts from the PI-conditioned view
 - ``skill_sd``      Skill-SD: GRPO + λ·IW-k3 reverse KL to a teacher view conditioned on retrieved skills
 
-Shared pieces: ``common`` (run set-up, micro-batches, logging, evaluation, sampling rounds) and ``rewards``
-(the one episode-reward definition, group advantages, the zero-signal filter, errored episodes). No loop
-imports another.
+Shared pieces: ``common`` (run set-up, micro-batches, logging, evaluation, sampling rounds), ``samplers``
+(what samples: the training model, a replica per rank under FSDP, or a vLLM engine, and its weight sync),
+``batch`` (micro-batches and gradient accumulation) and ``rewards`` (the one episode-reward definition, group
+advantages, the zero-signal filter, errored episodes). Under ``torchrun`` the same loops run sharded
+(``agentdistill/dist.py``). No loop imports another.
 
 Import the loop you need from its module (``from agentdistill.algos.sft import SFTConfig, train``), or by
 name with ``algorithm("sft")``; this package itself imports nothing heavy.

@@ -88,23 +88,38 @@ def backward_microbatches(
     loss_fn: Callable[[Sequence[TurnSample], int], torch.Tensor],
     *,
     mode: ReduceMode,
+    rank: int = 0,
+    world_size: int = 1,
+    idle_pass: Callable[[], None] | None = None,
 ) -> float:
-    """Accumulate the gradient of one optimiser step over micro-batches; returns the step's loss.
+    """Accumulate the gradient of one optimiser step over micro-batches; returns this rank's share of the loss.
 
     The global normaliser N = Σ ``normalizer_for(response mask, mode)`` over all micro-batches is computed
     first; ``loss_fn(microbatch, N)`` must reduce with ``reduce_loss(..., mode=mode, normalizer=N)``. Each
     micro-batch loss is back-propagated at once (freeing its graph), and since every part divides by the
     same N, the summed gradients and losses equal those of one big batch.
+
+    Under FSDP every rank holds the same ``micro`` and takes micro-batches ``rank, rank + world_size, ...``;
+    the ranks' gradients sum to the one-process gradient. A rank with one micro-batch fewer than the others
+    calls ``idle_pass`` (a zero-weight forward and backward) so every rank issues the same collectives.
     """
     normalizer = sum(normalizer_for(response_mask_BT(mb), mode=mode) for mb in micro)
+    mine = micro[rank::world_size]
     total = 0.0
-    for mb in micro:
+    for mb in mine:
         loss = loss_fn(mb, normalizer)
         loss.backward()
         total += float(loss.detach())
+    for _ in range(-(-len(micro) // world_size) - len(mine)):
+        if idle_pass is None:
+            raise ValueError("ranks with fewer micro-batches need an idle_pass to keep collectives in step")
+        idle_pass()
     return total
 
 
 def clip_gradients(model: torch.nn.Module, max_norm: float | None) -> torch.Tensor:
-    """Clip the global gradient norm to ``max_norm`` (None: no clipping); returns the norm before clipping."""
-    return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm is not None else float("inf"))
+    """Clip the global gradient norm to ``max_norm`` (None: no clipping); returns the norm before clipping
+    (over all shards under FSDP, where the norm comes back as a DTensor)."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm if max_norm is not None else float("inf"))
+    full = getattr(norm, "full_tensor", None)
+    return full() if callable(full) else norm

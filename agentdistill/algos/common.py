@@ -38,15 +38,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from agentdistill import envs
-from agentdistill.algos.batch import backward_microbatches, clip_gradients, prompts_of, score_temperature
+from agentdistill import dist, envs
+from agentdistill.algos.batch import backward_microbatches, clip_gradients
+from agentdistill.algos.samplers import close_samplers, eval_policy, sampler_gap, sampling_model
 from agentdistill.checkpoints import is_peft, latest_checkpoint, load_checkpoint, load_weights
 from agentdistill.config import LR_SCHEDULES, LoraConfig, TrainConfig, env_kwargs
 from agentdistill.losses.reduce import ReduceMode
 from agentdistill.policies.base import Policy
-from agentdistill.rollout import RolloutResult, rollout
+from agentdistill.rollout import RolloutResult, rollout, summarize
 from agentdistill.runs import EVAL_FILE, append_metrics, truncate_metrics, write_run_info
-from agentdistill.scoring import score
 from agentdistill.types import Episode, TurnSample
 from agentdistill.views import DEFAULT_PI_TEMPLATE, ViewSpec
 
@@ -91,8 +91,12 @@ class Run:
     pi_traces: Mapping[str, Any] | None
     """Collected traces by task id (``env.pi_traces``), served as the expert_trace PI kind in rollouts."""
     engines: dict[str, Any] = field(default_factory=dict)
-    """The colocated vLLM engine (``rollout_engine=vllm``), built on first use and shared by rollouts and
-    evaluation."""
+    """The colocated vLLM engine (``rollout_engine=vllm``), or under FSDP the full replica the ranks sample
+    from; built on first use and shared by rollouts and evaluation."""
+    dist: dist.DistInfo = dist.SINGLE
+    """This process's rank and the job's size (``torchrun``); rank 0 of 1 in a plain run."""
+    env_pool: Any = None
+    """The ``EnvPool`` hosting rollout and evaluation envs (``env_workers`` > 0), else None (in-process)."""
 
 
 # ---------------------------------------------------------------- set-up
@@ -122,9 +126,13 @@ def start_run(cfg: TrainConfig, *, state: Mapping[str, Any], model: torch.nn.Mod
     from agentdistill.models import load_model
 
     check_train_config(cfg)
+    info = dist.init(cfg.model.device)
+    if info.enabled:
+        check_distributed_config(cfg)
     spec = view_spec(cfg)
-    run_dir = Path(cfg.out_dir)
-    write_run_info(run_dir, cfg)
+    run_dir = Path(dist.broadcast(cfg.out_dir, info))  # ranks may resolve a timed hydra dir a second apart
+    if info.is_main:
+        write_run_info(run_dir, cfg)
     seed_everything(cfg.seed)
     if model is None:
         model, tokenizer = load_model(cfg.model.name, device=cfg.model.device, dtype=cfg.model.dtype)
@@ -135,27 +143,38 @@ def start_run(cfg: TrainConfig, *, state: Mapping[str, Any], model: torch.nn.Mod
     checkpoint = latest_checkpoint(run_dir)
     from agentdistill.warmstart import initial_weights
 
-    initial = initial_weights(cfg) if checkpoint is None else None
+    initial = None
+    if checkpoint is None:
+        if not info.is_main:  # rank 0 builds an uncached warm start alone; the others then read its cache
+            dist.barrier(info)
+        initial = initial_weights(cfg)
+        if info.is_main:
+            dist.barrier(info)
     if initial:
         load_weights(model, initial)
         logger.info("initial weights from %s", initial)
-    model = with_lora(model, cfg.lora)
+    model = dist.shard(with_lora(model, cfg.lora), info)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
     step = 0
     if checkpoint is not None:
         step, state = load_checkpoint(checkpoint, model, optimizer)
         logger.info("resumed from %s (step %d)", checkpoint, step)
-    truncate_metrics(run_dir, step)
-    truncate_metrics(run_dir, step, EVAL_FILE)
+    if info.is_main:
+        truncate_metrics(run_dir, step)
+        truncate_metrics(run_dir, step, EVAL_FILE)
     pi_traces = None
     if cfg.env.pi_traces:
         from agentdistill.traces import load_traces
 
         pi_traces = load_traces(cfg.env.pi_traces, env_id=cfg.env.id)
-    tb = _tensorboard_writer(run_dir) if cfg.tensorboard else None
+    tb = _tensorboard_writer(run_dir) if cfg.tensorboard and info.is_main else None
+    from agentdistill.envpool import EnvPool
+
+    pool = EnvPool(cfg.env_workers) if cfg.env_workers else None
     return Run(cfg=cfg, run_dir=run_dir, model=model, tokenizer=tokenizer, optimizer=optimizer, interface=interface,
-               view=spec, first_step=step, state=dict(state), resumed_from=checkpoint, tb=tb, pi_traces=pi_traces)
+               view=spec, first_step=step, state=dict(state), resumed_from=checkpoint, tb=tb, pi_traces=pi_traces,
+               dist=info, env_pool=pool)
 
 
 def load_initial_model(cfg: TrainConfig) -> tuple[torch.nn.Module, Any]:
@@ -187,15 +206,13 @@ def with_lora(model: torch.nn.Module, lora: LoraConfig) -> torch.nn.Module:
 
 def check_train_config(cfg: TrainConfig) -> None:
     """Raise one ValueError listing every problem of the shared fields (each loop checks its own)."""
-    problems = []
-    if cfg.steps < 1:
-        problems.append(f"steps must be >= 1, got {cfg.steps}")
-    if cfg.checkpoint_every < 1:
-        problems.append(f"checkpoint_every must be >= 1, got {cfg.checkpoint_every}")
+    problems = [f"{name} must be >= {low}, got {getattr(cfg, name)}"
+                for name, low in (("steps", 1), ("checkpoint_every", 1), ("env_workers", 0))
+                if getattr(cfg, name) < low]
     if cfg.lr_schedule not in LR_SCHEDULES:
         problems.append(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
-    if cfg.rollout_engine not in ("hf", "vllm"):
-        problems.append(f"rollout_engine must be 'hf' or 'vllm', got {cfg.rollout_engine!r}")
+    if cfg.rollout_engine not in ("hf", "vllm", "server"):
+        problems.append(f"rollout_engine must be 'hf', 'vllm' or 'server', got {cfg.rollout_engine!r}")
     if cfg.num_tasks < 1 or cfg.tasks_per_step < 1 or cfg.group_size < 1:
         problems.append("num_tasks, tasks_per_step and group_size must be >= 1")
     if cfg.eval.num_tasks < 0 or cfg.eval.every < 0:
@@ -211,6 +228,19 @@ def check_train_config(cfg: TrainConfig) -> None:
                         "env.teacher_privileged=[expert_trace]")
     if problems:
         raise ValueError("bad training config: " + "; ".join(problems))
+
+
+def check_distributed_config(cfg: TrainConfig) -> None:
+    """Raise a ValueError naming the fix for what a run under ``torchrun`` does not support yet."""
+    if cfg.rollout_engine == "vllm":
+        raise ValueError("under torchrun, a colocated vLLM engine per rank is not supported: set "
+                         "rollout_engine=server (one vllm serve for all ranks) or hf (a replica per rank)")
+    if cfg.lora.rank > 0:
+        raise ValueError("LoRA under FSDP is not supported yet: set lora.rank=0, or run in one process")
+    teacher = getattr(cfg, "teacher", None)  # the OPSD/Skill-SD copy teachers that follow θ
+    if teacher in ("ema", "synced"):
+        raise ValueError(f"teacher={teacher} follows the sharded student, which is not supported "
+                         "under FSDP yet: use teacher=frozen (or current), or run in one process")
 
 
 def _tensorboard_writer(run_dir: Path) -> SummaryWriter:
@@ -295,62 +325,35 @@ def begin_step(run: Run, step: int) -> float:
 # ---------------------------------------------------------------- sampling rounds
 
 
-def sampling_policy(run: Run, name: str) -> Policy:
-    """The model as a sampling policy at the training temperature and token budget: the training model
-    itself (``rollout_engine=hf``) or the run's vLLM engine holding a copy of its weights (``vllm``)."""
-    cfg = run.cfg
-    if cfg.rollout_engine == "hf":
-        from agentdistill.policies.hf import HFPolicy
-
-        return HFPolicy(run.model, run.tokenizer, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                        batch_size=cfg.rollout_batch, name=name)
-    return vllm_engine(run).variant(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, name=name)
-
-
-def vllm_engine(run: Run) -> Any:
-    """The run's colocated vLLM engine, started on first use with the training model's current weights."""
-    if "vllm" not in run.engines:
-        from agentdistill.models import model_folder
-        from agentdistill.policies.vllm import VLLMPolicy
-
-        cfg = run.cfg
-        if cfg.lora.rank > 0:
-            raise ValueError("rollout_engine=vllm with LoRA is not supported yet (the engine would need the "
-                             "merged weights every step): use rollout_engine=hf or lora.rank=0")
-        dtype = str(next(run.model.parameters()).dtype).removeprefix("torch.")
-        engine = VLLMPolicy(model_folder(cfg.model.name), temperature=cfg.temperature,
-                            max_new_tokens=cfg.max_new_tokens, dtype=dtype, seed=cfg.seed, name="vllm")
-        engine.load_weights(run.model)  # init_from or resumed weights, not the folder's
-        run.engines["vllm"] = engine
-    return run.engines["vllm"]
-
-
-def sync_sampler(policy: Policy, model: torch.nn.Module) -> None:
-    """Give a sampler that holds its own copy of the weights (vLLM) the updated ones; HF samples from
-    ``model`` itself and needs nothing."""
-    load = getattr(policy, "load_weights", None)
-    if callable(load):
-        load(model)
-
-
 def rollout_round(run: Run, policy: Policy, seeds: Sequence[int], *, step: int, privileged: Sequence[str] = (),
                   act_on: str = "student") -> RolloutResult:
     """Roll ``policy`` out on training tasks ``seeds`` × ``group_size``, sampling seeded by (seed, step).
 
     ``privileged`` PI kinds are rendered into each turn's teacher view; ``act_on="teacher"`` samples from
     that view (π-Distill). The model is in eval mode while sampling.
+
+    Under ``torchrun`` each rank rolls out its share of the tasks (whole groups) and every rank returns the
+    whole round, in the single-process order.
     """
     cfg = run.cfg
     run.model.eval()
     try:
-        return rollout(cfg.env.id, policy, seeds=seeds, group_size=cfg.group_size, interface=run.interface,
-                       tokenizer=run.tokenizer, teacher_privileged=list(privileged), view=run.view,
-                       max_turns=cfg.env.max_turns, env_kwargs=env_kwargs(cfg.env.kwargs),
-                       run_seed=rollout_seed(cfg.seed, step), progress=False,
-                       act_on=act_on,  # type: ignore[arg-type]
-                       pi_traces=run.pi_traces)
+        result = rollout(cfg.env.id, policy, seeds=dist.my_share(seeds, run.dist), group_size=cfg.group_size,
+                         interface=run.interface, tokenizer=run.tokenizer, teacher_privileged=list(privileged),
+                         view=run.view, max_turns=cfg.env.max_turns, env_kwargs=env_kwargs(cfg.env.kwargs),
+                         run_seed=rollout_seed(cfg.seed, step), progress=False,
+                         act_on=act_on,  # type: ignore[arg-type]
+                         pi_traces=run.pi_traces, env_pool=run.env_pool)
     finally:
         run.model.train()
+    if not run.dist.enabled:
+        return result
+    groups = dist.gather_shares([result.episodes[i:i + cfg.group_size]
+                                 for i in range(0, len(result.episodes), cfg.group_size)], run.dist)
+    episodes = [ep for group in groups for ep in group]
+    tokens = int(dist.all_sum(result.metrics.tokens_generated, run.dist))
+    # the ranks sampled side by side: this rank's wall time stands for the round's
+    return RolloutResult(episodes=episodes, metrics=summarize(episodes, tokens, result.metrics.wall_time_s))
 
 
 def usable_episodes(episodes: Sequence[Episode], max_error_rate: float) -> list[Episode]:
@@ -373,22 +376,6 @@ def usable_episodes(episodes: Sequence[Episode], max_error_rate: float) -> list[
     return [ep for ep in episodes if ep.error is None]
 
 
-@torch.no_grad()
-def sampler_gap(run: Run, result: RolloutResult, act_on: str) -> dict[str, float]:
-    """|log π_sampler − log π_hf| over the round's sampled tokens, scored in the view that sampled them
-    (rollout_engine=vllm with ``log_prob_gap``; one extra no-grad forward pass)."""
-    from agentdistill.policies.vllm import log_prob_gap
-
-    turns = [t for ep in result.episodes for t in ep.turns if t.response_ids and t.sampler_logprobs]
-    if not turns:
-        return {"logprob_gap_mean": 0.0, "logprob_gap_max": 0.0}
-    prompts = prompts_of(turns, act_on)
-    scored = score(run.model, prompts, [t.response_ids for t in turns],
-                   temperature=score_temperature(run.cfg.temperature),
-                   max_tokens_per_microbatch=run.cfg.max_tokens_per_microbatch)
-    return log_prob_gap([t.sampler_logprobs or () for t in turns], scored.logprobs_BT, scored.mask_BT)
-
-
 def round_metrics(run: Run, result: RolloutResult, *, act_on: str = "student") -> dict[str, float]:
     """Success, return, turns, invalid actions, env errors, PI-leak rate and token counts of a sampling
     round (and the vLLM–HF log-prob gap when the sampler is vLLM)."""
@@ -402,9 +389,7 @@ def round_metrics(run: Run, result: RolloutResult, *, act_on: str = "student") -
            "error_rate": m.errors / max(len(result.episodes), 1),
            "pi_leak_rate": pi_leak_rate(result.episodes, run.tokenizer),
            "rollout_tokens_per_s": m.tokens_per_s, "tokens": tokens}
-    if run.cfg.rollout_engine == "vllm" and run.cfg.log_prob_gap:
-        out.update(sampler_gap(run, result, act_on))
-    return out
+    return out | sampler_gap(run, result, act_on)
 
 
 # ---------------------------------------------------------------- the update
@@ -420,10 +405,18 @@ def update(run: Run, micro: Sequence[Sequence[TurnSample]],
     if not micro:
         return 0.0, 0.0
     run.optimizer.zero_grad(set_to_none=True)
-    loss = backward_microbatches(micro, loss_fn, mode=mode)
+    loss = backward_microbatches(micro, loss_fn, mode=mode, rank=run.dist.rank, world_size=run.dist.world_size,
+                                 idle_pass=lambda: _idle_pass(run.model))
     grad_norm = float(clip_gradients(run.model, run.cfg.max_grad_norm))
     run.optimizer.step()
-    return loss, grad_norm
+    return dist.all_sum(loss, run.dist), grad_norm
+
+
+def _idle_pass(model: torch.nn.Module) -> None:
+    """A forward and backward of one token at weight zero: FSDP's all-gathers and reduce-scatters without
+    gradient, for a rank that has no micro-batch left while the others still do."""
+    device = next(model.parameters()).device
+    (model(input_ids=torch.zeros(1, 1, dtype=torch.long, device=device)).logits.sum() * 0.0).backward()
 
 
 # ---------------------------------------------------------------- logging, evaluation, checkpoints
@@ -445,7 +438,8 @@ def log_step(run: Run, step: int, metrics: Mapping[str, float], started: float) 
     if "tokens" in metrics:
         row["tokens_per_s"] = metrics["tokens"] / elapsed if elapsed > 0 else 0.0
     row.update(peak_memory_mb())
-    append_metrics(run.run_dir, row)
+    if run.dist.is_main:
+        append_metrics(run.run_dir, row)
     if run.tb is not None:
         for key, value in row.items():
             if key != "step" and isinstance(value, (int, float)):
@@ -475,18 +469,19 @@ def evaluate(run: Run, step: int) -> list[dict[str, Any]]:
         return []
     views = ["student"] + (["teacher"] if cfg.eval.teacher_view and cfg.env.teacher_privileged else [])
     logger.info("step %d: evaluating on %d held-out tasks (%s view)", step, cfg.eval.num_tasks, " and ".join(views))
-    policy = None
-    if cfg.rollout_engine == "vllm":  # the engine samples; give it the weights being evaluated
-        policy = vllm_engine(run).variant(temperature=cfg.eval.temperature, max_new_tokens=cfg.max_new_tokens,
-                                          name="eval")
-        policy.load_weights(run.model)
+    policy = eval_policy(run)  # vllm or server: a copy holding the weights being evaluated
+    # hf under FSDP: every rank refreshes its replica, rank 0 evaluates on it
+    model = sampling_model(run) if policy is None else run.model
+    if not run.dist.is_main:
+        dist.barrier(run.dist)
+        return []
     was_training = run.model.training
     run.model.eval()
     try:
-        results = evaluate_views(run.model, run.tokenizer, cfg.env, cfg.eval, views=views,
+        results = evaluate_views(model, run.tokenizer, cfg.env, cfg.eval, views=views,
                                  max_new_tokens=cfg.max_new_tokens, history_window=cfg.history_window,
                                  seed=cfg.seed, interface=run.interface, batch_size=cfg.rollout_batch,
-                                 view_spec=run.view, policy=policy)
+                                 view_spec=run.view, policy=policy, env_pool=run.env_pool)
     finally:
         run.model.train(was_training)
     rows = []
@@ -498,6 +493,7 @@ def evaluate(run: Run, step: int) -> list[dict[str, Any]]:
                 run.tb.add_scalar(f"eval_{r.view}/{key}", value, step)
         rows.append(row)
         logger.info("step %d held-out %s view: success %.3f", step, r.view, r.metrics["success_rate"])
+    dist.barrier(run.dist)
     return rows
 
 
@@ -505,7 +501,12 @@ def finish_run(run: Run, step: int, metrics: dict[str, float]) -> RunResult:
     """Write the plots, close TensorBoard, and return the run's result."""
     from agentdistill.report import write_plots
 
-    write_plots(run.run_dir)
+    if run.dist.is_main:
+        write_plots(run.run_dir)
+    dist.barrier(run.dist)
+    close_samplers(run)
+    if run.env_pool is not None:
+        run.env_pool.close()
     if run.tb is not None:
         run.tb.close()
     return RunResult(final_step=step, metrics=metrics, run_dir=run.run_dir)

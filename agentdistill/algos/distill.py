@@ -28,6 +28,7 @@ import torch
 from agentdistill.algos.batch import prompts_of, sampler_logprobs_BT
 from agentdistill.losses import LOSS_FAMILIES, get_loss, k3, ppo_clip, ppo_clipped, reverse_kl_advantage
 from agentdistill.scoring import score
+from agentdistill.serving.teacher import ServerTeacher
 from agentdistill.teachers import Teacher, make_teacher
 from agentdistill.types import TurnSample
 
@@ -66,7 +67,7 @@ def check_divergence(name: str, *, allowed: Sequence[str] = DISTILL_FAMILIES) ->
 
 def distill_token_loss(
     model: torch.nn.Module,
-    teacher: Teacher,
+    teacher: Teacher | ServerTeacher,
     samples: Sequence[TurnSample],
     spec: DivergenceSpec,
     *,
@@ -87,12 +88,17 @@ def distill_token_loss(
         "hidden": family == "chunked",
     }
     student = score(model, student_prompts, responses, temperature=spec.temperature, **needs)
-    with teacher.model_for_scoring() as teacher_model:
-        tea = score(teacher_model, teacher_prompts, responses, temperature=spec.temperature,
-                    full_vocab=family == "full", hidden=family == "chunked",
-                    top_k=spec.top_k if family == "topk" else None)
-        teacher_lm: Any = teacher_model  # a transformers causal LM
-        teacher_head = teacher_lm.get_output_embeddings().weight.detach() if family == "chunked" else None
+    teacher_head = None
+    if isinstance(teacher, ServerTeacher):  # a vllm serve scores: sampled-token and top-k families only
+        tea = teacher.score(teacher_prompts, responses, temperature=spec.temperature,
+                            top_k=spec.top_k if family == "topk" else None)
+    else:
+        with teacher.model_for_scoring() as teacher_model:
+            tea = score(teacher_model, teacher_prompts, responses, temperature=spec.temperature,
+                        full_vocab=family == "full", hidden=family == "chunked",
+                        top_k=spec.top_k if family == "topk" else None)
+            teacher_lm: Any = teacher_model  # a transformers causal LM
+            teacher_head = teacher_lm.get_output_embeddings().weight.detach() if family == "chunked" else None
     tea = tea.to(student.logprobs_BT.device)
     lp_BT, mask_BT = student.logprobs_BT, student.mask_BT
     fn = get_loss(spec.name)

@@ -22,6 +22,11 @@ log-ratio is 0), so ``train`` refuses a teacher whose weights equal the student'
 (a stronger model in ``teacher_model``, or fine-tuned weights in ``teacher_init_from``, e.g. an SFT warm start
 teaching the raw model). There is no default teacher.
 
+With ``teacher_engine=server`` the teacher lives in a ``vllm serve`` (``teacher_server_url``, or one started
+for the run from ``teacher_model`` with ``teacher_init_from``'s weights pushed in) and only its log-probs reach
+the trainer: the sampled-token losses and the top-k forms, at temperature 1 (a server's prompt log-probs are
+untempered). The full-vocabulary and chunked losses need the teacher's logits and stay in-process.
+
 Departures from Thinking Machines' recipe: no KL discounting by default (``kl_discount``), one update per
 rollout batch, the env reward is logged but not used.
 
@@ -53,8 +58,10 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from agentdistill import dist
 from agentdistill.algos.batch import microbatches_by_tokens
 from agentdistill.algos.common import (
+    Run,
     RunResult,
     begin_step,
     checkpoint_due,
@@ -64,19 +71,21 @@ from agentdistill.algos.common import (
     log_step,
     rollout_round,
     round_metrics,
-    sampling_policy,
     start_run,
-    sync_sampler,
     task_seeds,
     update,
     usable_episodes,
 )
 from agentdistill.algos.distill import DivergenceSpec, check_divergence, distill_token_loss
+from agentdistill.algos.samplers import sampling_policy, sync_sampler
 from agentdistill.checkpoints import load_weights, save_checkpoint
 from agentdistill.config import ModelConfig, TrainConfig
 from agentdistill.losses import reduce_loss
-from agentdistill.models import load_model
-from agentdistill.teachers import make_teacher
+from agentdistill.models import load_model, model_folder
+from agentdistill.serving.launch import VLLMServer
+from agentdistill.serving.teacher import ServerTeacher
+from agentdistill.serving.weight_sync import ServerWeightSync
+from agentdistill.teachers import Teacher, make_teacher
 from agentdistill.types import TurnSample
 
 logger = logging.getLogger(__name__)
@@ -92,6 +101,12 @@ class OPDConfig(TrainConfig):
     """Load the teacher's weights from this training run directory or checkpoint (e.g. an SFT warm start)."""
     teacher_weight_noise: float = 0.0
     """Std of seeded Gaussian noise added to every teacher weight after loading (tests, ablations)."""
+    teacher_engine: str = "hf"
+    """hf (the teacher model in this process) or server (a ``vllm serve`` scores; the teacher never sits in
+    trainer memory once the run starts)."""
+    teacher_server_url: str | None = None
+    """With teacher_engine=server: a running ``vllm serve`` of the teacher (``http://host:port``); null starts
+    one for the run (log in ``<run>/teacher_server.log``)."""
     loss: str = "ppo_clip"
     """A registered distillation loss: ppo_clip, pg_reverse_kl, iw_k3, reverse_kl, forward_kl, generalized_jsd,
     their *_chunked forms, topk_tail_reverse_kl, topk_renorm_reverse_kl, topk_reverse_kl_sg, ... (algos/distill.py)."""
@@ -120,10 +135,14 @@ def train(cfg: OPDConfig) -> RunResult:
     run = start_run(cfg, state={"cursor": 0})
     model, start, cursor = run.model, run.first_step, run.state["cursor"]
     step = start
-    teacher_model = load_teacher(cfg)
-    if step == 0:
-        refuse_identical_teacher(model, teacher_model)
-    teacher = make_teacher("separate", model, teacher_model=teacher_model)
+    teacher: Teacher | ServerTeacher
+    if cfg.teacher_engine == "server":
+        teacher = served_teacher(cfg, run)
+    else:
+        teacher_model = load_teacher(cfg)
+        if step == 0:
+            refuse_identical_teacher(model, teacher_model)
+        teacher = make_teacher("separate", model, teacher_model=teacher_model)
     if step == 0 and cfg.eval.before:
         evaluate(run, 0)
     policy = sampling_policy(run, "student")
@@ -172,7 +191,17 @@ def train(cfg: OPDConfig) -> RunResult:
 
 
 def _check(cfg: OPDConfig) -> None:
-    if not cfg.teacher_model.name:
+    if cfg.teacher_engine not in ("hf", "server"):
+        raise ValueError(f"teacher_engine must be 'hf' or 'server', got {cfg.teacher_engine!r}")
+    if cfg.teacher_engine == "server":
+        if check_divergence(cfg.loss) in ("full", "chunked"):
+            raise ValueError(f"loss={cfg.loss} needs the teacher's logits, which a server does not send: use a "
+                             "sampled-token loss (ppo_clip, pg_reverse_kl, iw_k3) or a top-k one "
+                             "(topk_tail_reverse_kl), or teacher_engine=hf")
+        if cfg.temperature != 1.0:
+            raise ValueError(f"a served teacher scores at temperature 1 only (prompt log-probs are untempered): "
+                             f"set temperature=1.0 (got {cfg.temperature}) or teacher_engine=hf")
+    if not cfg.teacher_model.name and not (cfg.teacher_engine == "server" and cfg.teacher_server_url):
         raise ValueError("OPD learns from a separate, stronger teacher and has none: set teacher_model.name=<a "
                          "local model folder or embedded name sharing the student's tokenizer>, and for fine-tuned "
                          "weights teacher_init_from=<training run dir> (e.g. an SFT warm start teaching the raw "
@@ -184,6 +213,26 @@ def _check(cfg: OPDConfig) -> None:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}")
     if cfg.teacher_weight_noise < 0:
         raise ValueError(f"teacher_weight_noise must be >= 0, got {cfg.teacher_weight_noise}")
+
+
+def served_teacher(cfg: OPDConfig, run: Run) -> ServerTeacher:
+    """The teacher behind a ``vllm serve``: on ``teacher_server_url``, or started by rank 0 from
+    ``teacher_model`` (stopped at the run's end) and given ``teacher_init_from``'s weights and noise, pushed
+    through the weight-transfer API (the teacher passes through trainer memory once, at the start)."""
+    url = cfg.teacher_server_url
+    if not url:
+        if run.dist.is_main:
+            server = VLLMServer(model_folder(cfg.teacher_model.name), seed=cfg.seed,
+                                log_path=run.run_dir / "teacher_server.log").start()
+            run.engines["teacher_process"], url = server, server.url
+        url = str(dist.broadcast(url, run.dist))
+        if cfg.teacher_init_from or cfg.teacher_weight_noise:
+            with ServerWeightSync(url, run.run_dir / "teacher_weights") as sync:
+                sync.push(load_teacher(cfg))
+    teacher = ServerTeacher(url)
+    run.engines["teacher"] = teacher
+    logger.info("OPD teacher served at %s", url)
+    return teacher
 
 
 def load_teacher(cfg: OPDConfig) -> torch.nn.Module:

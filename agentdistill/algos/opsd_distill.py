@@ -45,9 +45,7 @@ from agentdistill.algos.common import (
     log_step,
     rollout_round,
     round_metrics,
-    sampling_policy,
     start_run,
-    sync_sampler,
     task_seeds,
     update,
     usable_episodes,
@@ -60,6 +58,7 @@ from agentdistill.algos.distill import (
     distill_token_loss,
     resumed_teacher,
 )
+from agentdistill.algos.samplers import sampling_policy, sync_sampler
 from agentdistill.checkpoints import save_checkpoint
 from agentdistill.config import TrainConfig
 from agentdistill.losses import reduce_loss

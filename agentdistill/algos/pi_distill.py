@@ -80,14 +80,13 @@ from agentdistill.algos.common import (
     log_step,
     rollout_round,
     round_metrics,
-    sampling_policy,
     start_run,
-    sync_sampler,
     task_seeds,
     update,
     usable_episodes,
 )
 from agentdistill.algos.rewards import episode_kl, episode_rewards, group_advantages, zero_signal_groups
+from agentdistill.algos.samplers import sampling_policy, sync_sampler
 from agentdistill.checkpoints import save_checkpoint
 from agentdistill.config import TrainConfig
 from agentdistill.losses import is_clipped_student, ppo_clip, ppo_clipped, reduce_loss, teacher_sample_pull

@@ -48,6 +48,16 @@ class HFPolicy:
         self.name = name
         self.eos_ids = frozenset(eos_token_ids(tokenizer, model))
 
+    def load_weights(self, model: torch.nn.Module) -> None:
+        """Copy ``model``'s weights into the model this policy samples from, when that is a separate replica
+        (the full copy a sharded trainer samples from: a collective, every rank calls it); nothing when the
+        policy samples from ``model`` itself."""
+        if model is self.model:
+            return
+        from agentdistill.dist import full_state_dict
+
+        self.model.load_state_dict(full_state_dict(model))
+
     def act(self, prompts: Sequence[Prompt]) -> list[Completion]:
         out: list[Completion] = []
         for start in range(0, len(prompts), self.batch_size):
