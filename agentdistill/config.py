@@ -219,6 +219,10 @@ class TrainConfig:
     """LoRA adapters (lora.rank > 0) instead of full fine-tuning; teacher=adapter_disabled then reads the base."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass: far less memory for about a third more time."""
+    packing: bool = False
+    """Score each training micro-batch as its sequences laid end to end in one row (position ids restarting per
+    sequence, no padding) instead of a left-padded batch with a shared prefix; same loss and gradients up to
+    float rounding (``agentdistill.scoring.packing``)."""
     tensorboard: bool = False
     """Also write metrics as TensorBoard events under out_dir/tb (needs the tensorboard package)."""
     progress: bool = True

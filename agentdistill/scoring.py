@@ -14,6 +14,11 @@ through the model once, and its keys and values are repeated for every row (grad
 repeat), so the result equals the padded batch up to float rounding while the shared tokens cost one row's
 compute instead of B (``prefix_sharing`` turns it off, e.g. to measure it).
 
+Inside ``packing(True)`` a micro-batch is instead one row of its sequences laid end to end, with position ids
+restarting at 0 per sequence and no attention mask: transformers reads that as packed sequences and masks
+attention block-diagonally (varlen kernels under flash attention), so no compute goes to padding; logits are
+computed only where a response id is predicted. Same results up to float rounding.
+
 Shapes: B sequences, T = the longest response, K top-k entries, V vocabulary, H hidden size. Every tensor of
 a ``Scored`` holds exactly 0 where ``mask_BT`` is False.
 """
@@ -35,6 +40,7 @@ MIN_SHARED_PREFIX = 16
 """Share a micro-batch's common prefix only when it is at least this many tokens (below that the extra forward
 call costs more than it saves)."""
 _SHARING = {"on": True}
+_PACKING = {"on": False}
 
 
 @contextmanager
@@ -46,6 +52,25 @@ def prefix_sharing(enabled: bool) -> Iterator[None]:
         yield
     finally:
         _SHARING["on"] = before
+
+
+@contextmanager
+def packing(enabled: bool) -> Iterator[None]:
+    """Score packed sequences inside the block: each micro-batch's rows laid end to end in one row, position ids
+    restarting per sequence, no padding (``score``; the training loops' ``packing`` option)."""
+    if enabled:
+        import transformers.masking_utils as masking
+
+        if not hasattr(masking, "find_packed_sequence_indices"):  # older transformers would attend across rows
+            raise RuntimeError("packing needs a transformers release that reads packed sequences from position "
+                               "ids (transformers.masking_utils.find_packed_sequence_indices): upgrade "
+                               "transformers, or set packing=false")
+    before = _PACKING["on"]
+    _PACKING["on"] = enabled
+    try:
+        yield
+    finally:
+        _PACKING["on"] = before
 
 
 def shared_prefix_length(seqs: Sequence[Sequence[int]], limit: int) -> int:
@@ -168,11 +193,13 @@ def score(
         pad_token_id = getattr(getattr(model, "config", None), "pad_token_id", None) or 0
     extras = Extras(top_k=top_k, full_vocab=full_vocab, hidden=hidden, entropy=entropy)
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses, strict=False)]
-    parts = [
-        _score_batch(model, [prompts[i] for i in rows], [responses[i] for i in rows], temperature, extras,
-                     pad_token_id)
-        for rows in microbatch_groups(lengths, max_tokens_per_microbatch)
-    ]
+    if _PACKING["on"]:
+        parts = [_score_packed(model, [prompts[i] for i in rows], [responses[i] for i in rows], temperature, extras)
+                 for rows in packed_groups(lengths, max_tokens_per_microbatch)]
+    else:
+        parts = [_score_batch(model, [prompts[i] for i in rows], [responses[i] for i in rows], temperature, extras,
+                              pad_token_id)
+                 for rows in microbatch_groups(lengths, max_tokens_per_microbatch)]
     T = max((len(r) for r in responses), default=0)
     merged = {}
     for f in fields(Scored):
@@ -230,9 +257,6 @@ def _score_batch(
     """One forward pass over a left-padded batch; see ``score``."""
     device = next(model.parameters()).device
     B, T = len(prompts), max(map(len, responses))
-    targets_BT = torch.zeros((B, T), dtype=torch.long)
-    for b, r in enumerate(responses):
-        targets_BT[b, : len(r)] = torch.tensor(r, dtype=torch.long)
     # The shared prefix stops before each prompt's last token, which predicts the first response id.
     shared = shared_prefix_length(prompts, min(len(p) for p in prompts) - 1)
     out, _ = forward_with_prefix(model, [[*p, *r] for p, r in zip(prompts, responses, strict=True)], shared,
@@ -243,10 +267,80 @@ def _score_batch(
     # hold every prediction; row b's response occupies its last len(r_b) of those T: shift it to the left.
     lengths_B = torch.tensor([len(r) for r in responses], device=device)
     t_T = torch.arange(T, device=device)
-    mask_BT = t_T[None, :] < lengths_B[:, None]
     shift_BT = (t_T[None, :] + T - lengths_B[:, None]).clamp(max=max(T - 1, 0))
     rows_B1 = torch.arange(B, device=device)[:, None]
     logits_BTV = out.logits[:, -(T + 1):-1][rows_B1, shift_BT].float()
+    hidden_BTH = out.hidden_states[-1][:, -(T + 1):-1][rows_B1, shift_BT] if extras.hidden else None
+    return _results(logits_BTV, hidden_BTH, responses, temperature, extras)
+
+
+def packed_groups(lengths: Sequence[int], budget: int | None) -> list[list[int]]:
+    """Consecutive row groups whose total length (packed: no padding) stays within ``budget``."""
+    if budget is None:
+        return [list(range(len(lengths)))]
+    if budget <= 0:
+        raise ValueError(f"max_tokens_per_microbatch must be > 0, got {budget}")
+    groups: list[list[int]] = []
+    total = 0
+    for i, n in enumerate(lengths):
+        if groups and total + n <= budget:
+            groups[-1].append(i)
+            total += n
+        else:
+            groups.append([i])
+            total = n
+    return groups
+
+
+def _score_packed(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    temperature: float,
+    extras: Extras,
+) -> Scored:
+    """One forward pass over the rows laid end to end in a single row, without padding; see ``score``.
+
+    Position ids restart at 0 for each sequence and no attention mask is passed, which transformers reads as
+    packed sequences: each token attends only within its own sequence (block-diagonal causal mask, or varlen
+    kernels under flash attention). Logits are computed only where a response id is predicted."""
+    device = next(model.parameters()).device
+    B, T = len(prompts), max(map(len, responses))
+    ids: list[int] = []
+    positions: list[int] = []
+    keep: list[int] = []
+    b_R: list[int] = []
+    t_R: list[int] = []
+    for b, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        start = len(ids)
+        ids += [*p, *r]
+        positions += range(len(p) + len(r))
+        keep += range(start + len(p) - 1, start + len(p) - 1 + len(r))
+        b_R += [b] * len(r)
+        t_R += range(len(r))
+    keep_R = torch.tensor(keep, dtype=torch.long, device=device)
+    out = model(input_ids=torch.tensor([ids], device=device), position_ids=torch.tensor([positions], device=device),
+                use_cache=False, logits_to_keep=keep_R, output_hidden_states=extras.hidden)
+    index = (torch.tensor(b_R, dtype=torch.long, device=device), torch.tensor(t_R, dtype=torch.long, device=device))
+    logits_RV = out.logits[0].float()
+    logits_BTV = logits_RV.new_zeros((B, T, logits_RV.shape[-1])).index_put(index, logits_RV)
+    hidden_BTH = None
+    if extras.hidden:
+        hidden_RH = out.hidden_states[-1][0, keep_R]
+        hidden_BTH = hidden_RH.new_zeros((B, T, hidden_RH.shape[-1])).index_put(index, hidden_RH)
+    return _results(logits_BTV, hidden_BTH, responses, temperature, extras)
+
+
+def _results(logits_BTV: torch.Tensor, hidden_BTH: torch.Tensor | None, responses: Sequence[Sequence[int]],
+             temperature: float, extras: Extras) -> Scored:
+    """``Scored`` from the raw logits (float32) and hidden states at each response token's prediction."""
+    device = logits_BTV.device
+    B, T = logits_BTV.shape[:2]
+    targets_BT = torch.zeros((B, T), dtype=torch.long)
+    for b, r in enumerate(responses):
+        targets_BT[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+    lengths_B = torch.tensor([len(r) for r in responses], device=device)
+    mask_BT = torch.arange(T, device=device)[None, :] < lengths_B[:, None]
     z_BTV = logits_BTV / temperature
     lse_BT = torch.logsumexp(z_BTV, dim=-1)
     logprobs_BT = z_BTV.gather(-1, targets_BT.to(device)[..., None])[..., 0] - lse_BT
@@ -264,8 +358,7 @@ def _score_batch(
         result = replace(result, topk_ids_BTK=masked(ids_BTK), topk_logprobs_BTK=masked(topk_logprobs_BTK))
     if extras.full_vocab:
         result = replace(result, logits_BTV=masked(logits_BTV))
-    if extras.hidden:
-        hidden_BTH = out.hidden_states[-1][:, -(T + 1):-1][rows_B1, shift_BT]
+    if hidden_BTH is not None:
         result = replace(result, hidden_BTH=masked(hidden_BTH))
     return result
 

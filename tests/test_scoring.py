@@ -14,6 +14,8 @@ from agentdistill.rollout import rollout
 from agentdistill.scoring import (
     Extras,
     microbatch_groups,
+    packed_groups,
+    packing,
     prefix_sharing,
     score,
     score_turns,
@@ -290,3 +292,40 @@ def test_the_shared_prefix_stops_before_the_token_that_predicts_the_response():
     assert shared_prefix_length([[7] * 30], 29) == 0  # one row: nothing to share
     with prefix_sharing(False):
         assert shared_prefix_length(rows, 29) == 0
+
+
+def test_packed_sequences_score_like_the_padded_batch_values_and_gradients(tiny):
+    """packing(True): the rows laid end to end in one row, positions restarting per sequence, no mask — every
+    result (log-probs, entropy, top-k, full logits, hidden states, an empty response's row) and every parameter
+    gradient equals the padded batch's, alone and split into packed micro-batches."""
+    model, tok = tiny
+    system = encode(tok, "You are playing Sokoban. Push every box onto a target, one move per turn. ")
+    prompts = [system + encode(tok, q) for q in ("up?", "a longer question about the left box", "go", "why")]
+    responses = [encode(tok, "Action: up"), encode(tok, "x"), encode(tok, "Action: left then right"), []]
+    weights_BT = torch.randn(4, max(map(len, responses)), generator=torch.Generator().manual_seed(0))
+
+    def run(packed, budget=None):
+        model.zero_grad(set_to_none=True)
+        with packing(packed):
+            scored = score(model, prompts, responses, temperature=0.9, top_k=3, entropy=True, hidden=True,
+                           full_vocab=True, pad_token_id=tok.pad_token_id, max_tokens_per_microbatch=budget)
+        ((scored.logprobs_BT * weights_BT).sum() + scored.entropy_BT.sum()).backward()
+        return scored, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    padded, padded_grads = run(False)
+    for budget in (None, 40):  # 40 tokens: several packed micro-batches, one row alone over the budget
+        packed, packed_grads = run(True, budget)
+        assert torch.equal(packed.mask_BT, padded.mask_BT) and torch.equal(packed.topk_ids_BTK, padded.topk_ids_BTK)
+        for name in ("logprobs_BT", "entropy_BT", "topk_logprobs_BTK", "logits_BTV", "hidden_BTH"):
+            torch.testing.assert_close(getattr(packed, name), getattr(padded, name), atol=ATOL, rtol=0, msg=name)
+        for name, grad in padded_grads.items():
+            torch.testing.assert_close(packed_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_packed_micro_batches_count_tokens_not_padding():
+    assert packed_groups([10, 20, 5, 30, 1], 35) == [[0, 1, 2], [3, 4]]
+    assert packed_groups([50, 3], 35) == [[0], [1]]  # a sequence over the budget runs alone
+    assert packed_groups([4, 4], None) == [[0, 1]]
+    with pytest.raises(ValueError, match="must be > 0"):
+        packed_groups([4], 0)
+

@@ -47,6 +47,7 @@ from agentdistill.losses.reduce import ReduceMode
 from agentdistill.policies.base import Policy
 from agentdistill.rollout import RolloutResult, rollout, summarize
 from agentdistill.runs import EVAL_FILE, append_metrics, truncate_metrics, write_run_info
+from agentdistill.scoring import packing
 from agentdistill.types import Episode, TurnSample
 from agentdistill.views import DEFAULT_PI_TEMPLATE, ViewSpec
 
@@ -405,8 +406,9 @@ def update(run: Run, micro: Sequence[Sequence[TurnSample]],
     if not micro:
         return 0.0, 0.0
     run.optimizer.zero_grad(set_to_none=True)
-    loss = backward_microbatches(micro, loss_fn, mode=mode, rank=run.dist.rank, world_size=run.dist.world_size,
-                                 idle_pass=lambda: _idle_pass(run.model))
+    with packing(run.cfg.packing):
+        loss = backward_microbatches(micro, loss_fn, mode=mode, rank=run.dist.rank, world_size=run.dist.world_size,
+                                     idle_pass=lambda: _idle_pass(run.model))
     grad_norm = float(clip_gradients(run.model, run.cfg.max_grad_norm))
     run.optimizer.step()
     return dist.all_sum(loss, run.dist), grad_norm

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -74,3 +75,36 @@ def sample_seed(run_seed: int, task_seed: int, sample: int, turn: int) -> int:
     """A well-mixed 63-bit seed for one (task, sample, turn), independent of batch layout and ordering."""
     state = np.random.SeedSequence([run_seed & 0xFFFFFFFF, task_seed & 0xFFFFFFFF, sample, turn])
     return int(state.generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+_S = TypeVar("_S", bound="TokenIdSampler")
+
+
+class TokenIdSampler:
+    """What the engines fed prompt token ids share (``VLLMPolicy``, ``ServerPolicy``): ``act`` passes each
+    prompt's rendered ids and sampling seed to ``generate``, and ``variant`` is the same engine at another
+    temperature, token budget and name. Subclasses set ``temperature``, ``max_new_tokens`` and ``name``."""
+
+    sees_privileged = False
+    needs_privileged: tuple[str, ...] = ()
+    temperature: float
+    max_new_tokens: int
+    name: str
+
+    def variant(self: _S, *, temperature: float, max_new_tokens: int, name: str) -> _S:
+        """The same engine (its weights, cache, connections) sampling at another temperature and budget."""
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        other = copy.copy(self)
+        other.temperature, other.max_new_tokens, other.name = temperature, max_new_tokens, name
+        return other
+
+    def act(self, prompts: Sequence[Prompt]) -> list[Completion]:
+        if any(p.token_ids is None for p in prompts):
+            raise ValueError(f"{type(self).__name__} needs token ids: pass the tokenizer to rollout()")
+        return self.generate([list(p.token_ids) for p in prompts if p.token_ids is not None],
+                             [p.sample_seed for p in prompts])
+
+    def generate(self, prompt_ids: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[Completion]:
+        raise NotImplementedError
+

@@ -19,19 +19,18 @@ unchanged. ``variant`` shares the server and the weight sync.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from agentdistill.policies.base import Completion, Prompt
+from agentdistill.policies.base import Completion, TokenIdSampler
 from agentdistill.serving.client import ServerClient, ServerError
 from agentdistill.serving.weight_sync import PushStats, ServerWeightSync
 
 
-class ServerPolicy:
+class ServerPolicy(TokenIdSampler):
     """Sample replies from a ``vllm serve`` given prompt token ids; exact ids and sampler log-probs.
 
     Args:
@@ -45,9 +44,6 @@ class ServerPolicy:
         max_concurrency: most requests in flight at once.
         timeout_s: per-request timeout.
     """
-
-    sees_privileged = False
-    needs_privileged: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -71,20 +67,6 @@ class ServerPolicy:
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self.stop_token_ids = tuple(stop_token_ids)
         self.model, self.name = model, name
-
-    def variant(self, *, temperature: float, max_new_tokens: int, name: str) -> ServerPolicy:
-        """The same server (and weight sync) sampling at another temperature and token budget."""
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        other = copy.copy(self)
-        other.temperature, other.max_new_tokens, other.name = temperature, max_new_tokens, name
-        return other
-
-    def act(self, prompts: Sequence[Prompt]) -> list[Completion]:
-        if any(p.token_ids is None for p in prompts):
-            raise ValueError("ServerPolicy needs token ids: pass the tokenizer to rollout()")
-        return self.generate([list(p.token_ids) for p in prompts if p.token_ids is not None],
-                             [p.sample_seed for p in prompts])
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[Completion]:
         """One reply per prompt (a list of token ids), each sampled with its own seed."""

@@ -19,16 +19,15 @@ engine need an ``if __name__ == "__main__":`` guard (vLLM may start worker proce
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentdistill.policies.base import Completion, Prompt
+from agentdistill.policies.base import Completion, TokenIdSampler
 
 
-class VLLMPolicy:
+class VLLMPolicy(TokenIdSampler):
     """Sample replies with vLLM from prompt token ids; exact ids and sampler log-probs.
 
     Args:
@@ -50,9 +49,6 @@ class VLLMPolicy:
         enforce_eager: skip graph capture/compilation; None: True without CUDA, where compiling costs about
             a minute of start-up and gains little.
     """
-
-    sees_privileged = False
-    needs_privileged: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -98,20 +94,6 @@ class VLLMPolicy:
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self.stop_token_ids = tuple(stop_token_ids)
         self.name = name
-
-    def variant(self, *, temperature: float, max_new_tokens: int, name: str) -> VLLMPolicy:
-        """The same engine (weights, prefix cache) sampling at another temperature and token budget."""
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
-        other = copy.copy(self)
-        other.temperature, other.max_new_tokens, other.name = temperature, max_new_tokens, name
-        return other
-
-    def act(self, prompts: Sequence[Prompt]) -> list[Completion]:
-        if any(p.token_ids is None for p in prompts):
-            raise ValueError("VLLMPolicy needs token ids: pass the tokenizer to rollout()")
-        return self.generate([list(p.token_ids) for p in prompts if p.token_ids is not None],
-                             [p.sample_seed for p in prompts])
 
     def generate(self, prompt_ids: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[Completion]:
         """One reply per prompt (a list of token ids), each sampled with its own seed."""

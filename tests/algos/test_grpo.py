@@ -118,3 +118,19 @@ def test_truncation_reward_applies_only_to_episodes_cut_without_a_win():
     assert episode_reward(cut, None) == pytest.approx(-0.3)
     assert episode_reward(_episode("w", "g", 1.0, won=True, truncated=True), 0.0) == 1.0
     assert episode_reward(_episode("d", "g", -0.5, terminated=True), 0.0) == -0.5
+
+
+def test_packing_takes_the_padded_run_s_steps(tmp_path, varied_reward):
+    """packing=true scores the update's micro-batches packed: the same first-step grad norm (the pin) and, after
+    two steps, the same weights up to float rounding (1e-5; AdamW's first steps are ~lr·sign(g), so a flipped
+    near-zero gradient would show as a 1e-3 difference)."""
+    padded = train(_cfg(tmp_path, "padded"))
+    packed = train(_cfg(tmp_path, "packed", packing=True))
+    rows = read_metrics(packed.run_dir)
+    assert rows[0]["grad_norm"] == pytest.approx(PINNED_FIRST_GRAD_NORM, abs=TOLERANCE)
+    for a, b in zip(read_metrics(padded.run_dir), rows, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], abs=1e-6) and b["grad_norm"] == pytest.approx(a["grad_norm"],
+                                                                                                  rel=1e-5)
+    a, b = _weights(padded.run_dir, 2), _weights(packed.run_dir, 2)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=0)
