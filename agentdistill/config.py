@@ -219,6 +219,9 @@ class TrainConfig:
     """LoRA adapters (lora.rank > 0) instead of full fine-tuning; teacher=adapter_disabled then reads the base."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass: far less memory for about a third more time."""
+    mixed_precision: str | None = None
+    """bf16: the update's forward and backward passes run under bf16 autocast while the weights and AdamW's
+    state stay float32 (master weights: small updates are not rounded away); needs model.dtype=float32."""
     packing: bool = False
     """Score each training micro-batch as its sequences laid end to end in one row (position ids restarting per
     sequence, no padding) instead of a left-padded batch with a shared prefix; same loss and gradients up to

@@ -39,9 +39,17 @@ def sft_config(cfg: TrainConfig) -> Any:
         progress=cfg.progress, out_dir="")
 
 
+NOT_HASHED = ("out_dir", "progress", "tensorboard", "eval", "env_workers", "server_url")
+"""Where the SFT run is written and shown, and what only rollouts (which SFT does not sample) use."""
+HASHED_UNLESS_DEFAULT = {"packing": False, "mixed_precision": None}
+"""Settings added after caches were built: hashed only when they differ from their default, so a new field
+does not orphan every cached warm start (``VERSION`` is the way to do that on purpose)."""
+
+
 def settings_hash(sft: Any) -> str:
     """12 hex digits over the SFT settings that change its weights (not where it is written or shown)."""
-    settings = {k: v for k, v in asdict(sft).items() if k not in ("out_dir", "progress", "tensorboard", "eval")}
+    settings = {k: v for k, v in asdict(sft).items() if k not in NOT_HASHED
+                and not (k in HASHED_UNLESS_DEFAULT and v == HASHED_UNLESS_DEFAULT[k])}
     blob = json.dumps({"version": VERSION, **settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -220,6 +220,9 @@ def check_train_config(cfg: TrainConfig) -> None:
         problems.append("eval.num_tasks and eval.every must be >= 0")
     if not 0.0 <= cfg.max_error_rate <= 1.0:
         problems.append(f"max_error_rate must be in [0, 1], got {cfg.max_error_rate}")
+    if cfg.mixed_precision not in (None, "bf16") or (cfg.mixed_precision and cfg.model.dtype != "float32"):
+        problems.append(f"mixed_precision must be null or bf16 with model.dtype=float32 (the master weights), got "
+                        f"{cfg.mixed_precision} with model.dtype={cfg.model.dtype}")
     if cfg.pi_placement not in ("system", "user"):
         problems.append(f"pi_placement must be 'system' or 'user', got {cfg.pi_placement!r}")
     if cfg.pi_template is not None and "{pi}" not in cfg.pi_template:
@@ -406,7 +409,8 @@ def update(run: Run, micro: Sequence[Sequence[TurnSample]],
     if not micro:
         return 0.0, 0.0
     run.optimizer.zero_grad(set_to_none=True)
-    with packing(run.cfg.packing):
+    device = next(run.model.parameters()).device.type
+    with packing(run.cfg.packing), torch.autocast(device, torch.bfloat16, enabled=run.cfg.mixed_precision == "bf16"):
         loss = backward_microbatches(micro, loss_fn, mode=mode, rank=run.dist.rank, world_size=run.dist.world_size,
                                      idle_pass=lambda: _idle_pass(run.model))
     grad_norm = float(clip_gradients(run.model, run.cfg.max_grad_norm))

@@ -18,6 +18,7 @@ from agentdistill.runs import read_metrics
 from agentdistill.warmstart import DONE_FILE, settings_hash, sft_config, warm_start
 
 SOKOBAN = "agentdistill/Sokoban-v0"
+PINNED_HASH = "9a9fe8fd59d8"  # _grpo(...)'s warm start, as every release since the cache existed computed it
 
 
 def _grpo(tmp_path, name, **warm) -> GRPOConfig:
@@ -78,3 +79,14 @@ def test_warm_start_is_built_once_and_the_run_starts_from_its_weights(tmp_path):
     from agentdistill.warmstart import initial_weights
 
     assert initial_weights(replace(cfg, init_from="somewhere")) == "somewhere"
+
+
+def test_settings_added_later_keep_existing_caches_and_count_when_set(tmp_path):
+    """The hash of a config is pinned: a field added to TrainConfig must not change it at its default (every
+    cached warm start would be rebuilt), rollout-only settings never change it, and weight-changing ones do."""
+    cfg = _grpo(tmp_path, "pin")
+    assert settings_hash(sft_config(cfg)) == PINNED_HASH
+    assert settings_hash(sft_config(replace(cfg, env_workers=4, server_url="http://127.0.0.1:1"))) == PINNED_HASH
+    sft = sft_config(cfg)  # the warm start itself scores padded in fp32; an SFT run that does not is another
+    assert settings_hash(replace(sft, mixed_precision="bf16")) != PINNED_HASH
+    assert settings_hash(replace(sft, packing=True)) != PINNED_HASH
