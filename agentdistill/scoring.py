@@ -257,8 +257,10 @@ def _score_batch(
     """One forward pass over a left-padded batch; see ``score``."""
     device = next(model.parameters()).device
     B, T = len(prompts), max(map(len, responses))
-    # The shared prefix stops before each prompt's last token, which predicts the first response id.
-    shared = shared_prefix_length(prompts, min(len(p) for p in prompts) - 1)
+    # The shared prefix stops before each prompt's last token, which predicts the first response id. A model
+    # training with gradient checkpointing keeps no cache to share it through: every row runs its whole prompt.
+    checkpointing = model.training and getattr(model, "is_gradient_checkpointing", False)
+    shared = 0 if checkpointing else shared_prefix_length(prompts, min(len(p) for p in prompts) - 1)
     out, _ = forward_with_prefix(model, [[*p, *r] for p, r in zip(prompts, responses, strict=True)], shared,
                                  pad_token_id, use_cache=False, logits_to_keep=T + 1,
                                  output_hidden_states=extras.hidden)

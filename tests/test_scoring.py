@@ -329,3 +329,31 @@ def test_packed_micro_batches_count_tokens_not_padding():
     with pytest.raises(ValueError, match="must be > 0"):
         packed_groups([4], 0)
 
+
+
+def test_gradient_checkpointing_scores_like_the_plain_pass_and_skips_the_prefix_cache(tiny):
+    """A model training with gradient checkpointing has no KV cache to share a prefix through: scoring runs
+    every row whole and gives the plain pass's values and gradients (it used to fail on the missing cache)."""
+    model, tok = tiny
+    system = encode(tok, "You are playing Sokoban. Push every box onto a target, one move per turn. ")
+    prompts = [system + encode(tok, q) for q in ("up?", "left or right", "go")]
+    responses = [encode(tok, "Action: up"), encode(tok, "x"), encode(tok, "Action: left")]
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        scored = score(model, prompts, responses, pad_token_id=tok.pad_token_id)
+        scored.logprobs_BT.sum().backward()
+        return scored.logprobs_BT.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    was_training = model.training
+    model.train()
+    try:
+        plain, plain_grads = run()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpointed, checkpointed_grads = run()
+    finally:
+        model.gradient_checkpointing_disable()
+        model.train(was_training)
+    close(checkpointed, plain)
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
