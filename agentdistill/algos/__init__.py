@@ -9,7 +9,8 @@
 - ``skill_sd``      Skill-SD: GRPO + λ·IW-k3 reverse KL to a teacher view conditioned on retrieved skills
 
 Shared pieces: ``common`` (run set-up, micro-batches, logging, evaluation, sampling rounds), ``samplers``
-(what samples: the training model, a replica per rank under FSDP, or a vLLM engine, and its weight sync),
+(what samples: the training model, a replica per rank under FSDP, a vLLM engine or a ``vllm serve``, and
+its weight sync),
 ``batch`` (micro-batches and gradient accumulation) and ``rewards`` (the one episode-reward definition, group
 advantages, the zero-signal filter, errored episodes). Under ``torchrun`` the same loops run sharded
 (``agentdistill/dist.py``). No loop imports another.

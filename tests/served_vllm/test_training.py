@@ -4,7 +4,8 @@ run (``teacher_engine=server``) matching the in-process teacher.
 
 Tolerances: the server's log-probs sit within 3e-5 of transformers on the same fp32 weights (test_server_policy),
 so a synced sampler stays under the issue's 1e-3; the served teacher's step-1 loss and KL match the in-process
-teacher's to 1e-4 absolute (measured: see the assertion messages).
+teacher's to 1e-4 absolute (measured on 2 cores: loss 9.6e-6 and mean_kl 1.6e-6 apart; sampler gap 1.2e-5 at
+step 1 and 1.9e-6 at step 2).
 """
 
 from __future__ import annotations
