@@ -10,9 +10,8 @@
 
 Shared pieces: ``common`` (run set-up, micro-batches, logging, evaluation, sampling rounds), ``samplers``
 (what samples: the training model, a replica per rank under FSDP, a vLLM engine or a ``vllm serve``, and
-its weight sync),
-``batch`` (micro-batches and gradient accumulation) and ``rewards`` (the one episode-reward definition, group
-advantages, the zero-signal filter, errored episodes). Under ``torchrun`` the same loops run sharded
+its weight sync), ``batch`` (micro-batches and gradient accumulation) and ``rewards`` (the one episode-reward
+definition, group advantages, the zero-signal filter, errored episodes). Under ``torchrun`` the same loops run sharded
 (``agentdistill/dist.py``). No loop imports another.
 
 Import the loop you need from its module (``from agentdistill.algos.sft import SFTConfig, train``), or by
