@@ -226,6 +226,10 @@ class TrainConfig:
     """Score each training micro-batch as its sequences laid end to end in one row (position ids restarting per
     sequence, no padding) instead of a left-padded batch with a shared prefix; same loss and gradients up to
     float rounding (``agentdistill.scoring.packing``)."""
+    torch_compile: bool = False
+    """torch.compile the student's decoder layers in place (``models.compile_layers``: regional, dynamic
+    shapes; the same loss and gradients up to float rounding). The first passes pay the compilation (tens of
+    seconds); worth it for long runs on a GPU, not for a few CPU steps."""
     tensorboard: bool = False
     """Also write metrics as TensorBoard events under out_dir/tb (needs the tensorboard package)."""
     progress: bool = True

@@ -99,10 +99,9 @@ def shard(model: torch.nn.Module, info: DistInfo) -> torch.nn.Module:
         return model
     from torch.distributed.fsdp import fully_shard
 
-    layer_classes = set(getattr(model, "_no_split_modules", None) or ())
-    if not layer_classes:
-        raise ValueError(f"{type(model).__name__} names no decoder-layer class (_no_split_modules) to shard by")
-    units = [m for m in model.modules() if type(m).__name__ in layer_classes]
+    from agentdistill.models import decoder_layers
+
+    units = decoder_layers(model)
     for unit in units:
         fully_shard(unit, mesh=info.mesh)
     fully_shard(model, mesh=info.mesh)

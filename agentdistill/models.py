@@ -21,10 +21,10 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.util import find_spec
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from jinja2.exceptions import TemplateError
@@ -81,6 +81,41 @@ def load_model(spec: str, *, device: str | None = None,
         model = AutoModelForCausalLM.from_pretrained(_resolve(spec), local_files_only=True, dtype=torch_dtype)
     # PreTrainedModel.to is functools.wraps(nn.Module.to), which typeshed types without binding self.
     return model.to(device=device, dtype=torch_dtype).eval(), tokenizer  # type: ignore[call-arg]
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model's decoder layers: the modules of the classes its ``_no_split_modules`` names (through a PEFT
+    wrapper too) — the units FSDP shards by and ``compile_layers`` compiles."""
+    get_base = getattr(model, "get_base_model", None)
+    base = get_base() if callable(get_base) else model
+    classes = set(getattr(base, "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in classes]
+    if not layers:
+        raise ValueError(f"{type(base).__name__} names no decoder-layer class (_no_split_modules)")
+    return layers
+
+
+def compile_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` each decoder layer's forward for training mode (regional compilation, dynamic shapes).
+
+    Only a layer in training mode (the update's passes and scoring) runs the compiled graph; in eval mode
+    (sampling, evaluation) it runs eagerly, since generation's cache-carrying calls would recompile at each
+    new call signature. The modules are not wrapped, so the state-dict keys, checkpoints and weight pushes
+    are unchanged. The first training passes pay the compilation.
+    """
+    for layer in decoder_layers(model):
+        layer.forward = _compiled_when_training(layer)
+    return model
+
+
+def _compiled_when_training(layer: torch.nn.Module) -> Callable[..., Any]:
+    eager = layer.forward
+    compiled = torch.compile(eager, dynamic=True)
+
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return (compiled if layer.training else eager)(*args, **kwargs)
+
+    return forward
 
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:

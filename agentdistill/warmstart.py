@@ -41,7 +41,7 @@ def sft_config(cfg: TrainConfig) -> Any:
 
 NOT_HASHED = ("out_dir", "progress", "tensorboard", "eval", "env_workers", "server_url")
 """Where the SFT run is written and shown, and what only rollouts (which SFT does not sample) use."""
-HASHED_UNLESS_DEFAULT = {"packing": False, "mixed_precision": None}
+HASHED_UNLESS_DEFAULT = {"packing": False, "mixed_precision": None, "torch_compile": False}
 """Settings added after caches were built: hashed only when they differ from their default, so a new field
 does not orphan every cached warm start (``VERSION`` is the way to do that on purpose)."""
 

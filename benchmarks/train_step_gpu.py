@@ -13,7 +13,8 @@ at a time with the step's global token normaliser, then one AdamW step. Loops:
 Paths (``--paths``): ``plain`` — weights in the dtype given (bf16 on CUDA), padded micro-batches with the
 shared prefix run once; ``bf16_master`` — float32 weights and AdamW state, bf16 autocast
 (``mixed_precision=bf16``); ``packed`` — ``plain`` with packed sequences (``packing=true``); ``ckpt`` —
-``plain`` with gradient checkpointing.
+``plain`` with gradient checkpointing; ``compiled`` — ``plain`` with the decoder layers compiled
+(``torch_compile=true``; the warm-up step pays the compilation, the timed steps do not).
 
 Model FLOPs per trained token (stated, PaLM appendix B style): 6·N + 12·L·d·S for the forward and backward
 pass, where N is the parameter count without embeddings, L the layers, d the hidden size and S the mean
@@ -116,6 +117,10 @@ def measure(shape: str, loop: str, path: str, args: argparse.Namespace) -> dict:
     model = build(shape, dtype, device)
     if path == "ckpt":
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if path == "compiled":
+        from agentdistill.models import compile_layers
+
+        compile_layers(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6, betas=(0.9, 0.95), fused=device == "cuda")
     data = batch(args, model.config.vocab_size)
     packed, autocast = path == "packed", path == "bf16_master" and device == "cuda"
@@ -153,7 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=["tiny"], choices=sorted(SHAPES))
     parser.add_argument("--loops", nargs="+", default=["sft", "grpo", "opsd"], choices=["sft", "grpo", "opsd"])
-    parser.add_argument("--paths", nargs="+", default=["plain", "bf16_master", "packed", "ckpt"])
+    parser.add_argument("--paths", nargs="+", default=["plain", "bf16_master", "packed", "ckpt", "compiled"])
     parser.add_argument("--turns", type=int, default=32, help="turns (sequences) in the step")
     parser.add_argument("--system", type=int, default=512, help="shared system-prompt tokens")
     parser.add_argument("--history", type=int, default=2048, help="most history tokens after it (uniform)")

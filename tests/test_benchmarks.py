@@ -17,7 +17,7 @@ def test_the_gpu_step_benchmark_runs_every_loop_and_path_on_cpu(tmp_path):
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert {(r["loop"], r["path"]) for r in rows} == {(loop, path) for loop in ("sft", "grpo", "opsd")
-                                                       for path in ("plain", "bf16_master", "packed", "ckpt")}
+    loops, paths = ("sft", "grpo", "opsd"), ("plain", "bf16_master", "packed", "ckpt", "compiled")
+    assert {(r["loop"], r["path"]) for r in rows} == {(loop, path) for loop in loops for path in paths}
     assert all(r["tokens_per_s"] > 0 and r["mfu"] is None for r in rows)
     assert proc.stdout.strip().splitlines()[-1] == "best_mfu: n/a (no GPU)"

@@ -228,3 +228,31 @@ def test_smollm2_converted_logits_equal_the_gguf_model(smollm2):
                                            return_dict=True)
     with torch.no_grad():
         assert torch.equal(model(**prompt).logits, gguf_model(**prompt).logits)
+
+
+def test_decoder_layers_are_found_through_a_peft_wrapper_and_compile_only_for_training():
+    """decoder_layers reads _no_split_modules (through PEFT too); compile_layers runs the compiled graph in
+    training mode only — an eval-mode forward (generation) captures nothing — with the eager logits."""
+    import peft
+    from torch._dynamo.utils import counters
+
+    from agentdistill.models import compile_layers, decoder_layers
+
+    model, _ = load_model("tiny-random", device="cpu", dtype="float32")
+    assert [type(m).__name__ for m in decoder_layers(model)] == ["LlamaDecoderLayer"] * 2
+    wrapped = peft.get_peft_model(load_model("tiny-random", device="cpu", dtype="float32")[0],
+                                  peft.LoraConfig(r=2, target_modules=["q_proj"]))
+    assert len(decoder_layers(wrapped)) == 2
+    ids = torch.tensor([[5, 9, 17, 33, 2]])
+    model.eval()
+    with torch.no_grad():
+        eager = model(input_ids=ids).logits
+    compile_layers(model)
+    counters.clear()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, eager) and not counters["stats"]["unique_graphs"]
+        model.train()
+        torch.testing.assert_close(model(input_ids=ids).logits, eager, atol=1e-5, rtol=1e-5)
+    assert counters["stats"]["unique_graphs"] > 0
+    with pytest.raises(ValueError, match="_no_split_modules"):
+        decoder_layers(torch.nn.Linear(2, 2))

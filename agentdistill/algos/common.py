@@ -124,7 +124,7 @@ def start_run(cfg: TrainConfig, *, state: Mapping[str, Any], model: torch.nn.Mod
     Metric and evaluation lines written after the checkpoint by a killed run are dropped, so each step is
     logged exactly once.
     """
-    from agentdistill.models import load_model
+    from agentdistill.models import compile_layers, load_model
 
     check_train_config(cfg)
     info = dist.init(cfg.model.device)
@@ -154,7 +154,8 @@ def start_run(cfg: TrainConfig, *, state: Mapping[str, Any], model: torch.nn.Mod
     if initial:
         load_weights(model, initial)
         logger.info("initial weights from %s", initial)
-    model = dist.shard(with_lora(model, cfg.lora), info)
+    model = with_lora(model, cfg.lora)
+    model = dist.shard(compile_layers(model) if cfg.torch_compile else model, info)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
     interface = envs.default_interface(cfg.env.id, **cfg.env.interface)
     step = 0

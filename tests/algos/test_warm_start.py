@@ -90,3 +90,4 @@ def test_settings_added_later_keep_existing_caches_and_count_when_set(tmp_path):
     sft = sft_config(cfg)  # the warm start itself scores padded in fp32; an SFT run that does not is another
     assert settings_hash(replace(sft, mixed_precision="bf16")) != PINNED_HASH
     assert settings_hash(replace(sft, packing=True)) != PINNED_HASH
+    assert settings_hash(replace(sft, torch_compile=True)) != PINNED_HASH
