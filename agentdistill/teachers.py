@@ -78,18 +78,33 @@ class FrozenCopyTeacher:
 
 
 class EMATeacher(FrozenCopyTeacher):
-    """An exponential moving average of the student: ``update`` does θ̄ ← decay·θ̄ + (1−decay)·θ."""
+    """An exponential moving average of the student: ``update`` does θ̄ ← decay·θ̄ + (1−decay)·θ.
+
+    Weights in bf16 or fp16 are averaged in a float32 master copy that the scoring copy is rounded from: in
+    bf16 itself an update (1−decay)·(θ − θ̄) below half a unit in the last place of θ̄ rounds away, which at
+    decay 0.999 is nearly every update, and the teacher would never move.
+    """
 
     def __init__(self, model: torch.nn.Module, decay: float = 0.95):
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay} (SDPO's rate 0.05 is decay 0.95)")
         super().__init__(model)
         self.decay = decay
+        self.master: dict[str, torch.Tensor] = {}
+        self.reset_master()
+
+    def reset_master(self) -> None:
+        """Rebuild the float32 master from the scoring copy (after its weights were loaded, e.g. on resume:
+        the residue below the copy's rounding is lost once, not per update)."""
+        self.master = {name: t.float() for name, t, _ in _matched_tensors(self.model, self.model)
+                       if t.dtype in (torch.bfloat16, torch.float16)}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
-        for mine, theirs in _matched_tensors(self.model, model):
-            if mine.is_floating_point():
+        for name, mine, theirs in _matched_tensors(self.model, model):
+            if name in self.master:
+                mine.copy_(self.master[name].lerp_(theirs.float(), 1.0 - self.decay))
+            elif mine.is_floating_point():
                 mine.lerp_(theirs.to(mine.dtype), 1.0 - self.decay)  # θ̄ + (1−d)(θ − θ̄)
             else:
                 mine.copy_(theirs)
@@ -103,7 +118,7 @@ class SyncedCopyTeacher(FrozenCopyTeacher):
 
     @torch.no_grad()
     def sync(self, model: torch.nn.Module) -> None:
-        for mine, theirs in _matched_tensors(self.model, model):
+        for _, mine, theirs in _matched_tensors(self.model, model):
             mine.copy_(theirs)
 
     def refresh(self, student: torch.nn.Module) -> None:
@@ -179,8 +194,8 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def _matched_tensors(
     target: torch.nn.Module, source: torch.nn.Module
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(target, source) pairs of parameters and buffers, matched by name; raises if the models differ."""
+) -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, target, source) of every parameter and buffer, matched by name; raises if the models differ."""
     mine = dict(target.named_parameters()) | dict(target.named_buffers())
     theirs = dict(source.named_parameters()) | dict(source.named_buffers())
     if mine.keys() != theirs.keys():
@@ -191,7 +206,7 @@ def _matched_tensors(
         if tensor.shape != theirs[name].shape:
             raise ValueError(f"{name}: teacher shape {tuple(tensor.shape)} != student "
                              f"{tuple(theirs[name].shape)}")
-        yield tensor, theirs[name]
+        yield name, tensor, theirs[name]
 
 
 def _vocab_size(model: torch.nn.Module) -> int:

@@ -107,6 +107,32 @@ def test_ema_update_blends_the_weights(student):
         EMATeacher(student, decay=1.5)
 
 
+def test_ema_of_bf16_weights_keeps_small_updates_in_a_float32_master(student):
+    """A bf16 student at decay 0.999: every blend moves θ̄ by 1e-3·(θ − θ̄), below half a bf16 ulp of most
+    weights, so averaging in bf16 itself never moves (checked below); the teacher averages in a float32 master
+    and its bf16 weights are that master rounded — after 100 blends θ̄ = θ1 + 0.999¹⁰⁰·(θ0 − θ1)."""
+    student = student.to(torch.bfloat16)
+    theta0 = {k: v.float() for k, v in params(student).items()}
+    teacher = EMATeacher(student, decay=0.999)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(0.01 * torch.sign(torch.randn_like(p)))
+    theta1 = {k: v.float() for k, v in params(student).items()}
+    naive = {k: v.clone() for k, v in params(student).items()}  # what an in-bf16 average would hold
+    for k in naive:
+        naive[k].copy_(theta0[k])
+    for _ in range(100):
+        teacher.update(student)
+        for k in naive:
+            naive[k].lerp_(theta1[k].to(torch.bfloat16), 1e-3)
+    name = "model.layers.0.mlp.up_proj.weight"
+    expected = theta1[name] + 0.999**100 * (theta0[name] - theta1[name])
+    got = dict(teacher.model.named_parameters())[name]
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.to(torch.bfloat16).float(), atol=0, rtol=8e-3)
+    assert (naive[name].float() == theta0[name]).float().mean() > 0.75  # bf16 itself: 84% of weights never move
+
+
 def test_synced_copy_equals_the_student_after_sync(student):
     teacher = SyncedCopyTeacher(student)
     sgd_step(student)
