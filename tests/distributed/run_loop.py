@@ -1,6 +1,6 @@
 """Run GRPO or π-Distill on tiny-random Sokoban, in one process or under torchrun (the FSDP tests' worker).
 
-    python tests/distributed/run_loop.py grpo OUT_DIR [--steps 3] [--die-after 1]
+    python tests/distributed/run_loop.py grpo OUT_DIR [--steps 3] [--die-after 1] [--compile]
     torchrun --standalone --nproc-per-node 2 tests/distributed/run_loop.py grpo OUT_DIR
 
 ``--die-after K`` kills every process (``os._exit``) right after the checkpoint of step K is written: a run
@@ -30,13 +30,14 @@ def main(argv: list[str]) -> None:
     parser.add_argument("out_dir")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--die-after", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="torch_compile=true")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     module = grpo if args.algo == "grpo" else pi_distill
     shared = dict(model=ModelConfig("tiny-random", device="cpu", dtype="float32"), eval=EvalConfig(num_tasks=2),
                   num_tasks=6, tasks_per_step=3, group_size=2, max_new_tokens=6, steps=args.steps, lr=1e-3,
                   max_tokens_per_microbatch=400, seed=0, out_dir=args.out_dir, checkpoint_every=1,
-                  progress=False)
+                  progress=False, torch_compile=args.compile)
     if args.algo == "grpo":
         grpo.episode_rewards = _rewards_from_ids  # type: ignore[assignment]
         cfg = grpo.GRPOConfig(env=EnvConfig("agentdistill/Sokoban-v0", max_turns=2), **shared)

@@ -91,3 +91,14 @@ def test_a_killed_two_rank_run_resumes_from_its_sharded_checkpoint(tmp_path, grp
     diff = _max_diff(_weights(run_dir), _weights(grpo_runs["two"]))
     assert diff == 0.0 if resume_ranks == 2 else diff < TOLERANCE
     assert _column(run_dir, "step") == [1, 2, 3]
+
+
+def test_compiled_layers_under_fsdp_reach_the_eager_single_process_parameters(grpo_runs, tmp_path):
+    """torch_compile=true on 2 ranks: each decoder layer is compiled, then sharded (FSDP's hooks run around
+    the compiled forward); 3 steps reach the eager one-process parameters. Tolerance 1e-4: AdamW's first
+    steps are ~lr·sign(g), so compiled rounding on a near-zero gradient shows (tests/algos/test_grpo.py)."""
+    _run("grpo", tmp_path / "two", ranks=2, extra=("--compile",))
+    diff = _max_diff(_weights(grpo_runs["single"]), _weights(tmp_path / "two"))
+    assert diff < 1e-4, diff
+    assert _column(tmp_path / "two", "grad_norm") == pytest.approx(_column(grpo_runs["single"], "grad_norm"),
+                                                                  rel=1e-4)
