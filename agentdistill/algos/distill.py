@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from agentdistill import dist
 from agentdistill.algos.batch import prompts_of, sampler_logprobs_BT
 from agentdistill.losses import LOSS_FAMILIES, get_loss, k3, ppo_clip, ppo_clipped, reverse_kl_advantage
 from agentdistill.scoring import score
@@ -62,6 +63,9 @@ def check_divergence(name: str, *, allowed: Sequence[str] = DISTILL_FAMILIES) ->
     if family not in allowed:
         choices = sorted(n for n, f in LOSS_FAMILIES.items() if f in allowed)
         raise ValueError(f"loss {name!r} ({family}) cannot be used here; choose one of {', '.join(choices)}")
+    if family == "chunked" and dist.world_size() > 1:
+        raise ValueError(f"loss {name!r} reads the lm_head weight outside the forward pass, where FSDP keeps it "
+                         f"sharded: under torchrun use its full form {name.removesuffix('_chunked')!r} or a top-k form")
     return family
 
 

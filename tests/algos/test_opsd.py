@@ -184,6 +184,16 @@ def test_chunked_divergence_gives_the_full_divergence_loss_and_gradient():
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-4)
 
 
+def test_chunked_divergences_are_refused_under_torchrun_with_the_full_form_named(monkeypatch):
+    from agentdistill.algos.distill import check_divergence
+
+    assert check_divergence("forward_kl_chunked") == "chunked"
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets before the process group exists
+    with pytest.raises(ValueError, match="sharded: under torchrun use its full form 'forward_kl'"):
+        check_divergence("forward_kl_chunked")
+    assert check_divergence("forward_kl") == "full"
+
+
 def test_lora_trains_only_the_adapters_and_the_disabled_adapter_is_the_base(tmp_path):
     pytest.importorskip("peft")
     from agentdistill.config import LoraConfig
