@@ -90,14 +90,13 @@ class EMATeacher(FrozenCopyTeacher):
             raise ValueError(f"EMA decay must be in [0, 1], got {decay} (SDPO's rate 0.05 is decay 0.95)")
         super().__init__(model)
         self.decay = decay
-        self.master: dict[str, torch.Tensor] = {}
         self.reset_master()
 
     def reset_master(self) -> None:
         """Rebuild the float32 master from the scoring copy (after its weights were loaded, e.g. on resume:
         the residue below the copy's rounding is lost once, not per update)."""
-        self.master = {name: t.float() for name, t, _ in _matched_tensors(self.model, self.model)
-                       if t.dtype in (torch.bfloat16, torch.float16)}
+        tensors = dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        self.master = {name: t.float() for name, t in tensors.items() if t.dtype in (torch.bfloat16, torch.float16)}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:

@@ -118,9 +118,7 @@ def test_ema_of_bf16_weights_keeps_small_updates_in_a_float32_master(student):
         for p in student.parameters():
             p.add_(0.01 * torch.sign(torch.randn_like(p)))
     theta1 = {k: v.float() for k, v in params(student).items()}
-    naive = {k: v.clone() for k, v in params(student).items()}  # what an in-bf16 average would hold
-    for k in naive:
-        naive[k].copy_(theta0[k])
+    naive = {k: v.to(torch.bfloat16) for k, v in theta0.items()}  # what an in-bf16 average would hold
     for _ in range(100):
         teacher.update(student)
         for k in naive:

@@ -174,9 +174,9 @@ def resumed_teacher(kind: str, teacher: Teacher | None, model: torch.nn.Module,
     if kind != "ema":
         return teacher, None
     ema_model: torch.nn.Module = teacher.model  # type: ignore[attr-defined]
-    if resumed_from is not None and not load_module_state(resumed_from, "teacher", ema_model):
-        raise FileNotFoundError(f"{resumed_from} has no teacher.pt for the EMA teacher: resume from a checkpoint "
-                                "written with teacher=ema, or start a fresh run")
     if resumed_from is not None:
+        if not load_module_state(resumed_from, "teacher", ema_model):
+            raise FileNotFoundError(f"{resumed_from} has no teacher.pt for the EMA teacher: resume from a "
+                                    "checkpoint written with teacher=ema, or start a fresh run")
         teacher.reset_master()  # type: ignore[attr-defined]
     return teacher, {"teacher": ema_model}
