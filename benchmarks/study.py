@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ENVS: dict[str, list[str]] = {
     "sokoban": ["env=sokoban"],  # configs/budget/sokoban.yaml: the main job's settings, warm start included
     "alfworld": ["~budget", "env=alfworld", "env.kwargs.difficulty=small", "env.max_turns=12",
-                 "env.interface.pi_format=next_k", "env.interface.k=1", "num_tasks=256", "history_window=1",
+                 "env.interface.pi_format=next_k", "env.interface.k=1",
+                 "env.interface.prompt=compact", "num_tasks=256", "history_window=1",
                  "max_new_tokens=16", "steps=8", "tasks_per_step=2", "group_size=4", "lr=5e-5",
                  "eval.num_tasks=32", "eval.every=4", "eval.temperature=0.0", "warm_start.steps=12",
                  "rollout_engine=vllm", "checkpoint_every=4", "max_tokens_per_microbatch=4096"],

@@ -34,6 +34,15 @@ def test_system_prompt_has_task_grammar_and_format():
     assert "put <" not in prompt  # one dialect: 0.4.x `move X to Y`
 
 
+def test_compact_prompt_keeps_task_and_format_in_a_fraction_of_the_tokens():
+    info = {"task": "put a hot apple in fridge", "task_id": "x"}
+    compact = ALFWorldInterface(prompt="compact").system_prompt(info)
+    assert "Your task is to: put a hot apple in fridge." in compact
+    assert "Action: <command>" in compact and "admissible" in compact
+    assert len(compact) < len(ALFWorldInterface().system_prompt(info)) / 4  # 304 tokens → under 60
+    assert ALFWorldInterface(prompt="full").system_prompt(info) == ALFWorldInterface().system_prompt(info)
+
+
 def test_observation_message_strips_banner_and_help():
     actions = ["go to cabinet 1", "help", "inventory", "look"]
     info = {"task": "t", "task_id": "x", "admissible_actions": actions}
@@ -117,6 +126,8 @@ def test_errors():
     for k in (0, -1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="k must"):
             ALFWorldInterface(pi_format="next_k", k=k)
+    with pytest.raises(ValueError, match="prompt must be one of"):
+        ALFWorldInterface(prompt="short")
 
 
 def test_protocol_members():

@@ -15,6 +15,7 @@ from typing import Any
 from .engine import WELCOME
 
 PI_FORMATS = ("trace", "names", "next_k")
+PROMPTS = ("full", "compact")
 
 _ACTION_TAG = re.compile(r"\baction\s*:", re.IGNORECASE)
 _LEGACY_PUT = re.compile(r"^put (.+?) (?:in/on|in|on) (.+)$")
@@ -44,20 +45,30 @@ class ALFWorldInterface:
             commands in full), ``"names"`` (only their verbs, e.g. ``go to, take, heat, go to, move``) or
             ``"next_k"`` (only the next ``k`` commands).
         k: the number of commands shown by ``"next_k"``.
+        prompt: ``"full"`` (the setting, the command grammar and the reply format: 304 tokens for
+            SmolLM2) or ``"compact"`` (the task and the reply format only: about a tenth of that). The
+            observation lists the admissible actions either way, so the grammar is redundant for a model that
+            picks from them; compact halves the tokens of a turn with one turn of history, which is what a
+            CPU run pays for in scoring and updates.
     """
 
     name: str = "alfworld"
 
-    def __init__(self, pi_format: str = "trace", k: int = 3):
+    def __init__(self, pi_format: str = "trace", k: int = 3, prompt: str = "full"):
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {list(PROMPTS)}, got {prompt!r}")
         if pi_format not in PI_FORMATS:
             raise ValueError(f"pi_format must be one of {list(PI_FORMATS)}, got {pi_format!r}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        self.pi_format, self.k = pi_format, k
+        self.pi_format, self.k, self.prompt = pi_format, k, prompt
 
     def system_prompt(self, info: Mapping[str, Any]) -> str:
-        """The setting, the task, the command grammar and the reply format."""
+        """The setting, the task, the command grammar and the reply format (compact: the task and the format)."""
         task = str(info["task"]).strip().rstrip(".")
+        if self.prompt == "compact":
+            return (f"You act in a household. Your task is to: {task}.\n"
+                    "Each turn, reply with one of the admissible actions as `Action: <command>`.")
         return (
             "You are an expert agent operating in a household. You move between receptacles (cabinets, "
             "drawers, countertops, a fridge, a microwave, a sink basin, ...) and handle the objects in them "
