@@ -11,7 +11,8 @@ with D a registered divergence (``divergence``): ``forward_kl`` (default, OPSD v
 ``generalized_jsd`` (β = ``jsd_beta``, TRL convention), their ``*_chunked`` forms (the same values and
 gradients from hidden states, O(chunk·V) memory instead of B·T·V logits), or a top-k form
 (``topk_tail_reverse_kl``, ...). Both logits are divided by ``temperature`` (the sampling temperature);
-``clip_tau`` caps each vocabulary entry (None = no cap). One optimiser step per sampling round. The PI block
+``clip_tau`` caps each vocabulary entry (None = no cap). ``skip_dead_ends`` leaves out the turns whose PI says
+the task is lost from there (nothing privileged to teach). One optimiser step per sampling round. The PI block
 can sit in the user message with OPSD's transition sentence: ``pi_placement=user`` and ``pi_template``.
 
 Departures: multi-turn agent episodes instead of single-turn math (every assistant turn is a sample, scored
@@ -55,6 +56,7 @@ from agentdistill.algos.distill import (
     DivergenceSpec,
     check_divergence,
     copy_teacher,
+    dead_end,
     distill_token_loss,
     resumed_teacher,
 )
@@ -87,6 +89,10 @@ class OPSDDistillConfig(TrainConfig):
     """Decay of an ema teacher (OPSD's 0.999; SDPO uses 0.95)."""
     temperature: float = 1.1
     """Sampling temperature (OPSD v3's 1.1); both logits are divided by it."""
+    skip_dead_ends: bool = False
+    """Leave out of the loss the turns whose PI says the task can no longer be completed (``distill.dead_end``):
+    there the teacher view has nothing privileged to teach. Their count is logged (``dead_end_turns``) either
+    way."""
     lr: float = 1e-5
     """Peak AdamW learning rate."""
     out_dir: str = "runs/opsd_distill"
@@ -120,7 +126,9 @@ def train(cfg: OPSDDistillConfig) -> RunResult:
         result = rollout_round(run, policy, task_seeds(cfg, cursor), step=step, privileged=privileged)
         episodes = usable_episodes(result.episodes, cfg.max_error_rate)
         sampled = round_metrics(run, result)  # before the update: gap vs the sampling weights
-        batch = [t for _, t in trainable_turns(episodes)]
+        turns = [t for _, t in trainable_turns(episodes)]
+        dead = [dead_end(t) for t in turns]
+        batch = [t for t, d in zip(turns, dead, strict=True) if not (cfg.skip_dead_ends and d)]
 
         # ---- per-token divergence to the PI view over the student's own samples (no reward); one step
         stats: dict[str, float] = {}
@@ -143,6 +151,7 @@ def train(cfg: OPSDDistillConfig) -> RunResult:
             "loss": loss,
             "grad_norm": grad_norm,
             "trained_turns": len(batch),
+            "dead_end_turns": sum(dead),
             "response_tokens": sum(len(t.response_ids) for t in batch),
             "microbatches": len(micro),
         }, started)

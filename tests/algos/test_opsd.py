@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agentdistill.algos import opsd_distill, opsd_reward
-from agentdistill.algos.distill import DivergenceSpec, distill_token_loss
+from agentdistill.algos.distill import DivergenceSpec, dead_end, distill_token_loss
 from agentdistill.checkpoints import latest_checkpoint
 from agentdistill.config import EnvConfig, EvalConfig, ModelConfig
 from agentdistill.losses import LOSS_FAMILIES
@@ -18,6 +18,7 @@ from agentdistill.policies.hf import HFPolicy
 from agentdistill.rollout import rollout
 from agentdistill.runs import read_metrics
 from agentdistill.teachers import make_teacher
+from agentdistill.types import TurnSample
 
 SOKOBAN = "agentdistill/Sokoban-v0"
 
@@ -227,3 +228,23 @@ def test_lora_resume_equals_a_straight_run(tmp_path):
     resumed = train(_cfg(tmp_path, "resumed", steps=4, **settings))
     _assert_same(*(torch.load(latest_checkpoint(r.run_dir) / "model.pt", weights_only=True)
                    for r in (straight, resumed)))
+
+
+def test_dead_end_is_a_turn_whose_every_pi_kind_is_none():
+    turn = TurnSample("e", "g", "t", 0, 1, "Action: up", "up", 0.0, False, False, False)
+    assert not dead_end(turn)  # no PI requested: nothing says the task is lost
+    assert dead_end(replace(turn, privileged={"expert_plan": None}))
+    assert not dead_end(replace(turn, privileged={"expert_plan": ["up", "left"]}))
+    assert not dead_end(replace(turn, privileged={"expert_plan": None, "expert_trace": ["up"]}))
+    assert not dead_end(replace(turn, privileged={"expert_plan": []}))  # solved: not lost
+
+
+def test_skip_dead_ends_leaves_those_turns_out_of_the_loss(tmp_path, monkeypatch):
+    """The loop trains on the other turns only and logs how many it left out (here: every first turn)."""
+    monkeypatch.setattr(opsd_distill, "dead_end", lambda turn: turn.turn == 0)
+    kept = read_metrics(train(_cfg(tmp_path, "skip", "distill", steps=1, skip_dead_ends=True)).run_dir)[0]
+    monkeypatch.setattr(opsd_distill, "dead_end", lambda turn: False)
+    every = read_metrics(train(_cfg(tmp_path, "all", "distill", steps=1)).run_dir)[0]
+    assert kept["dead_end_turns"] == 4 and every["dead_end_turns"] == 0  # 2 tasks × 2 samples, one first turn each
+    assert kept["trained_turns"] == every["trained_turns"] - 4 > 0
+    assert kept["loss"] != every["loss"]
