@@ -59,7 +59,8 @@ def dead_end(turn: TurnSample) -> bool:
     """True when the turn's PI says the task can no longer be completed from its state: PI was given and every
     kind of it is None (the env contract's value for "no solution from here", e.g. a Sokoban box in a corner).
     The teacher view then carries no action-level information, and what it says there is noise to distil."""
-    return bool(turn.privileged) and all(value is None for value in (turn.privileged or {}).values())
+    pi = turn.privileged or {}
+    return bool(pi) and all(value is None for value in pi.values())
 
 
 def check_divergence(name: str, *, allowed: Sequence[str] = DISTILL_FAMILIES) -> str:
