@@ -282,6 +282,17 @@ def test_interface_prompts_and_privileged_text():
         agent.render_privileged({"oracle": 1})
 
 
+def test_compact_prompt_keeps_task_legend_and_format():
+    _, info = SokobanEnv().reset(seed=0)
+    compact = SokobanInterface(prompt="compact").system_prompt(info)
+    assert info["task"] in compact and "Action: <up|down|left|right>" in compact
+    assert all(f"{line}" in compact for line in ("# wall", "X box off target", "S player standing on a target"))
+    assert len(compact) < len(SokobanInterface().system_prompt(info)) / 2
+    assert SokobanInterface(prompt="full").system_prompt(info) == SokobanInterface().system_prompt(info)
+    with pytest.raises(ValueError, match="prompt must be one of"):
+        SokobanInterface(prompt="terse")
+
+
 def test_plugin_registers_once_without_step_limit():
     mapping = agentdistill_sokoban.agentdistill_plugin()
     assert mapping == {"agentdistill/Sokoban-v0": SokobanInterface}

@@ -18,13 +18,31 @@ _ACTION_WORD = re.compile(r"\b(up|down|left|right)\b", re.IGNORECASE)
 _ACTION_TAG = re.compile(r"action\s*:", re.IGNORECASE)
 
 
+PROMPTS = ("full", "compact")
+
+
 class SokobanInterface:
-    """The default agent interface of the Sokoban family."""
+    """The default agent interface of the Sokoban family.
+
+    Args:
+        prompt: ``"full"`` (the rules, the legend, the task and the reply format: 179 SmolLM2 tokens) or
+            ``"compact"`` (the legend on one line, the task and the format: about a third of that). The user
+            turn lists the moves that change the board either way; compact cuts a turn's tokens by half, which
+            is what a CPU run pays for in scoring and updates.
+    """
 
     name: str = "sokoban"
 
+    def __init__(self, prompt: str = "full"):
+        if prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {list(PROMPTS)}, got {prompt!r}")
+        self.prompt = prompt
+
     def system_prompt(self, info: Mapping[str, Any]) -> str:
-        """The rules, the legend, the task and the reply format."""
+        """The rules, the legend, the task and the reply format (compact: no rules, the legend on one line)."""
+        if self.prompt == "compact":
+            legend = ", ".join(LEGEND.splitlines())
+            return f"Sokoban. {info['task']}\nLegend: {legend}.\nReply `Action: <up|down|left|right>`."
         return (
             "You are playing Sokoban on a grid.\n"
             "Rules: each turn you move the player one square up, down, left or right. Walking into a box "
