@@ -21,8 +21,9 @@ from agentdistill.config import EvalConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1
-"""Part of the hash: bump when the SFT recipe changes in a way its settings do not show."""
+VERSION = 2
+"""Part of the hash: bump when the SFT recipe changes in a way its settings do not show (2: the env's
+evaluation settings left the hash)."""
 DONE_FILE = "warm_start.json"
 
 
@@ -41,6 +42,9 @@ def sft_config(cfg: TrainConfig) -> Any:
 
 NOT_HASHED = ("out_dir", "progress", "tensorboard", "eval", "env_workers", "server_url")
 """Where the SFT run is written and shown, and what only rollouts (which SFT does not sample) use."""
+ENV_NOT_HASHED = ("eval_seed_start", "eval_kwargs")
+"""The env's evaluation settings: the warm start collects expert episodes on training seeds only, so moving
+evaluation to another split reuses it."""
 HASHED_UNLESS_DEFAULT = {"packing": False, "mixed_precision": None, "torch_compile": False}
 """Settings added after caches were built: hashed only when they differ from their default, so a new field
 does not orphan every cached warm start (``VERSION`` is the way to do that on purpose)."""
@@ -50,6 +54,7 @@ def settings_hash(sft: Any) -> str:
     """12 hex digits over the SFT settings that change its weights (not where it is written or shown)."""
     settings = {k: v for k, v in asdict(sft).items() if k not in NOT_HASHED
                 and not (k in HASHED_UNLESS_DEFAULT and v == HASHED_UNLESS_DEFAULT[k])}
+    settings["env"] = {k: v for k, v in settings["env"].items() if k not in ENV_NOT_HASHED}
     blob = json.dumps({"version": VERSION, **settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

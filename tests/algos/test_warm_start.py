@@ -18,7 +18,7 @@ from agentdistill.runs import read_metrics
 from agentdistill.warmstart import DONE_FILE, settings_hash, sft_config, warm_start
 
 SOKOBAN = "agentdistill/Sokoban-v0"
-PINNED_HASH = "9a9fe8fd59d8"  # _grpo(...)'s warm start, as every release since the cache existed computed it
+PINNED_HASH = "09c91fc3f988"  # _grpo(...)'s warm start since VERSION 2 (the env's evaluation settings left the hash)
 
 
 def _grpo(tmp_path, name, **warm) -> GRPOConfig:
@@ -87,6 +87,8 @@ def test_settings_added_later_keep_existing_caches_and_count_when_set(tmp_path):
     cfg = _grpo(tmp_path, "pin")
     assert settings_hash(sft_config(cfg)) == PINNED_HASH
     assert settings_hash(sft_config(replace(cfg, env_workers=4, server_url="http://127.0.0.1:1"))) == PINNED_HASH
+    validation = replace(cfg.env, eval_seed_start=2_000_000, eval_kwargs={"split": "valid_seen"})
+    assert settings_hash(sft_config(replace(cfg, env=validation))) == PINNED_HASH  # SFT plays training seeds only
     sft = sft_config(cfg)  # the warm start itself scores padded in fp32; an SFT run that does not is another
     assert settings_hash(replace(sft, mixed_precision="bf16")) != PINNED_HASH
     assert settings_hash(replace(sft, packing=True)) != PINNED_HASH
