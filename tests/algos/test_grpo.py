@@ -122,8 +122,9 @@ def test_truncation_reward_applies_only_to_episodes_cut_without_a_win():
 
 def test_packing_takes_the_padded_run_s_steps(tmp_path, varied_reward):
     """packing=true scores the update's micro-batches packed: the same first-step grad norm (the pin) and, after
-    two steps, the same weights up to float rounding (1e-5; AdamW's first steps are ~lr·sign(g), so a flipped
-    near-zero gradient would show as a 1e-3 difference)."""
+    two steps, the same weights up to 1e-4, a tenth of one AdamW step at lr 1e-3: its first steps are ~lr·sign(g),
+    so a flipped gradient shows as 1e-3, while rounding on a gradient near Adam's eps moves an entry by a little
+    (measured on one x86 machine: 1 of 2,048 entries, 1.3e-5; 0 on another)."""
     padded = train(_cfg(tmp_path, "padded"))
     packed = train(_cfg(tmp_path, "packed", packing=True))
     rows = read_metrics(packed.run_dir)
@@ -133,7 +134,7 @@ def test_packing_takes_the_padded_run_s_steps(tmp_path, varied_reward):
                                                                                                   rel=1e-5)
     a, b = _weights(padded.run_dir, 2), _weights(packed.run_dir, 2)
     for k in a:
-        torch.testing.assert_close(b[k], a[k], atol=1e-5, rtol=0)
+        torch.testing.assert_close(b[k], a[k], atol=1e-4, rtol=0)
 
 
 def test_torch_compile_takes_the_eager_run_s_steps(tmp_path, varied_reward):
