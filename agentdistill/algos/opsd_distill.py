@@ -127,8 +127,8 @@ def train(cfg: OPSDDistillConfig) -> RunResult:
         episodes = usable_episodes(result.episodes, cfg.max_error_rate)
         sampled = round_metrics(run, result)  # before the update: gap vs the sampling weights
         turns = [t for _, t in trainable_turns(episodes)]
-        dead = [dead_end(t) for t in turns]
-        batch = [t for t, d in zip(turns, dead, strict=True) if not (cfg.skip_dead_ends and d)]
+        dead_turns = sum(map(dead_end, turns))
+        batch = [t for t in turns if not dead_end(t)] if cfg.skip_dead_ends else turns
 
         # ---- per-token divergence to the PI view over the student's own samples (no reward); one step
         stats: dict[str, float] = {}
@@ -151,7 +151,7 @@ def train(cfg: OPSDDistillConfig) -> RunResult:
             "loss": loss,
             "grad_norm": grad_norm,
             "trained_turns": len(batch),
-            "dead_end_turns": sum(dead),
+            "dead_end_turns": dead_turns,
             "response_tokens": sum(len(t.response_ids) for t in batch),
             "microbatches": len(micro),
         }, started)

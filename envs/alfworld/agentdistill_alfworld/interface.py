@@ -45,7 +45,7 @@ class ALFWorldInterface:
             commands in full), ``"names"`` (only their verbs, e.g. ``go to, take, heat, go to, move``) or
             ``"next_k"`` (only the next ``k`` commands).
         k: the number of commands shown by ``"next_k"``.
-        prompt: ``"full"`` (the setting, the command grammar and the reply format: 304 tokens for
+        prompt: ``"full"`` (the setting, the command grammar and the reply format: 305 tokens for
             SmolLM2) or ``"compact"`` (the task and the reply format only: about a tenth of that). The
             observation lists the admissible actions either way, so the grammar is redundant for a model that
             picks from them; compact halves the tokens of a turn with one turn of history, which is what a
